@@ -1,0 +1,26 @@
+# `make demo` and `make test` do all set-up on a fresh machine: a local .venv, reused afterwards.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/edge inpaint calib_data/images/coffee.png calib_data/masks/coffee.png -o out/demo.png --model moebius-0.22b
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/baseline.py
+
+clean:
+	rm -rf $(VENV) out

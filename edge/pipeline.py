@@ -1,0 +1,155 @@
+"""The reference inpainting pipeline: preprocess, VAE encode, DDIM + CFG over the UNet, decode, paste back.
+
+The loop runs over the `InpaintGraphs` protocol (the three graphs an app runs), so every compiled
+target plugs into the same code: `TorchGraphs` is the fp32 torch reference; backends add their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+from edge.errors import EdgeError
+from edge.graphs import GraphSpec
+from edge.models.unet import timestep_features
+from edge.schedule import DDIMSchedule
+
+PASTE_BLUR_RADIUS = 3  # Gaussian blur of the mask used to blend the result into the original
+NOISE_OFFSET = 0.0357  # published inference adds noise_offset * randn(B, 4, 1, 1) to the start noise
+
+
+class InpaintGraphs(Protocol):
+    """The three graphs, in the calling convention of `edge.graphs` (and of an app)."""
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, S, S) in [-1, 1] -> (1, 4, s, s) scaled latent."""
+
+    def denoise(self, latent: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
+        """(2, 9, s, s) [uncond, cond], (1, F) -> (2, 4, s, s) predicted noise."""
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """(1, 4, s, s) scaled latent -> (1, 3, S, S) in [0, 1]."""
+
+
+class TorchGraphs:
+    """The fp32 torch reference: runs the graph modules eagerly."""
+
+    def __init__(self, graphs: dict[str, GraphSpec]):
+        self.encoder, self.unet, self.decoder = (graphs[k].module for k in ("encoder", "unet", "decoder"))
+
+    @torch.no_grad()
+    def encode(self, image):
+        return self.encoder(image)
+
+    @torch.no_grad()
+    def denoise(self, latent, time_features):
+        return self.unet(latent, time_features)
+
+    @torch.no_grad()
+    def decode(self, latent):
+        return self.decoder(latent)
+
+
+@dataclass
+class InpaintResult:
+    image01: torch.Tensor  # (1, 3, S, S) in [0, 1], before paste-back
+    latents: torch.Tensor  # (1, 4, s, s) final scaled latents
+    trace: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def start_noise(latent_shape: tuple[int, ...], seed: int, noise_offset: float = NOISE_OFFSET) -> torch.Tensor:
+    """Seeded start noise, with the published optional per-channel offset."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(latent_shape, generator=generator)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn((*latent_shape[:2], 1, 1), generator=generator)
+    return noise
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """The numbers the loop runs on: schedule, guidance, and one fp32 timestep-feature row per step."""
+
+    schedule: DDIMSchedule
+    guidance: float
+    time_features: torch.Tensor  # (steps, F)
+
+
+def sampling_plan(time_feature_dim: int, schedule: DDIMSchedule, guidance: float) -> SamplingPlan:
+    return SamplingPlan(schedule, guidance, timestep_features(torch.tensor(schedule.timesteps), time_feature_dim))
+
+
+def inpaint_tensors(graphs: InpaintGraphs, plan: SamplingPlan, image: torch.Tensor, mask: torch.Tensor,
+                    noise: torch.Tensor, on_step: Callable[[int, int], None] | None = None) -> InpaintResult:
+    """The sampling loop at model size. image (1,3,S,S) in [-1,1]; mask (1,1,S,S), 1 = fill."""
+    schedule = plan.schedule
+    mask = (mask >= 0.5).to(image.dtype)
+    latents = graphs.encode(image)
+    masked_latents = graphs.encode(image * (1 - mask))
+    mask_latent = F.interpolate(mask, size=latents.shape[-2:], mode="nearest")  # (1, 1, s, s)
+    known = torch.cat([mask_latent, masked_latents], dim=1)  # (1, 5, s, s): what every step sees
+    x = schedule.add_noise(latents, noise)
+    trace = {"latents": latents, "masked_latents": masked_latents, "mask_latent": mask_latent, "noisy_start": x}
+    for i in range(schedule.steps):
+        unet_input = torch.cat([x, known], dim=1).repeat(2, 1, 1, 1)  # (2, 9, s, s): uncond, cond
+        noise_uncond, noise_cond = graphs.denoise(unet_input, plan.time_features[i : i + 1]).chunk(2)
+        noise_pred = noise_uncond + plan.guidance * (noise_cond - noise_uncond)
+        x = schedule.step(i, x, noise_pred)
+        if on_step is not None:
+            on_step(i + 1, schedule.steps)
+    return InpaintResult(graphs.decode(x), x, trace)
+
+
+def inpaint_image(graphs: InpaintGraphs, plan: SamplingPlan, image_size: int, image: Image.Image,
+                  mask: Image.Image, seed: int, noise_offset: float = NOISE_OFFSET,
+                  on_step: Callable[[int, int], None] | None = None) -> Image.Image:
+    """Inpaint a picture of any size: resize to the model's square size, sample, resize back, paste.
+
+    The model runs at one fixed size (its relative-position embeddings fix it), so the picture is
+    resized (not letterboxed) to image_size x image_size and the result resized back; pixels outside
+    the blurred mask are copied from the input unchanged.
+    """
+    image, binary_mask = prepare_pair(image, mask)
+    square = (image_size, image_size)
+    image_t = to_tensor(image.resize(square, Image.Resampling.LANCZOS)) * 2 - 1  # (1, 3, S, S) in [-1, 1]
+    mask_t = to_tensor(binary_mask.resize(square, Image.Resampling.LANCZOS))  # (1, 1, S, S) in [0, 1]
+    latent_side = image_size // 8
+    noise = start_noise((1, 4, latent_side, latent_side), seed, noise_offset)
+    result = inpaint_tensors(graphs, plan, image_t, mask_t, noise, on_step)
+    return paste_back(to_image(result.image01).resize(image.size, Image.Resampling.LANCZOS), image, binary_mask)
+
+
+def prepare_pair(image: Image.Image, mask: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """RGB image and 0/255 mask (>= 128 -> fill), checked to match and to have something to fill."""
+    if image.size != mask.size:
+        raise EdgeError(f"mask is {mask.size[0]}x{mask.size[1]} but the image is {image.size[0]}x{image.size[1]}")
+    binary_mask = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    if not binary_mask.getbbox():
+        raise EdgeError("mask is empty: nothing to fill (white = fill, black = keep)")
+    return image.convert("RGB"), binary_mask
+
+
+def paste_back(result: Image.Image, original: Image.Image, binary_mask: Image.Image) -> Image.Image:
+    """result * blur(mask) + original * (1 - blur(mask)); exact copies of the original where blur = 0."""
+    weight = np.asarray(binary_mask.filter(ImageFilter.GaussianBlur(PASTE_BLUR_RADIUS)), dtype=np.float64)[..., None] / 255
+    blended = np.asarray(result, dtype=np.float64) * weight + np.asarray(original, dtype=np.float64) * (1 - weight)
+    return Image.fromarray(np.rint(blended).astype(np.uint8))
+
+
+def to_tensor(picture: Image.Image) -> torch.Tensor:
+    """PIL RGB or L -> (1, C, H, W) float32 in [0, 1]."""
+    array = np.asarray(picture, dtype=np.float32) / 255
+    array = array[..., None] if array.ndim == 2 else array
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_image(image01: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) in [0, 1] -> PIL RGB."""
+    array = (image01[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return Image.fromarray(array)
