@@ -145,7 +145,8 @@ class ResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor, temb_silu: torch.Tensor) -> torch.Tensor:
         # x: (B, C_in, H, W); temb_silu: (B or 1, temb_channels), SiLU already applied
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_emb_proj(temb_silu)[:, :, None, None]
+        time = self.time_emb_proj(temb_silu)  # (B or 1, C_out)
+        h = h + time.view(*time.shape, 1, 1)
         h = self.conv2(F.silu(self.norm2(h)))
         shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
         return shortcut + h
@@ -196,12 +197,12 @@ class LocalLambda(nn.Module):
         # x: (B*N, C) tokens, row-major over (B, H, W)
         n, kd, vd = height * width, self.key_dim, self.value_dim
         q = self.norm_q(self.to_q(x))  # (B*N, h*K)
-        k = self.to_k(x).view(batch, n, kd).softmax(dim=1)  # (B, N, K), normalised over positions
+        k = self.to_k(x).view(batch, n, kd).transpose(1, 2).softmax(dim=-1)  # (B, K, N), over positions
         v = self.norm_v(self.to_v(x)).view(batch, n, vd)  # (B, N, V)
-        content = torch.bmm(k.transpose(1, 2), v)  # (B, K, V)
+        content = torch.bmm(k, v)  # (B, K, V)
         v_planes = v.transpose(1, 2).reshape(batch * vd, 1, height, width)  # (B*V, 1, H, W)
         position = self.pos_conv(v_planes).view(batch, vd, kd, n)  # (B, V, K, N)
-        lambdas = position.permute(0, 3, 2, 1) + content.unsqueeze(1)  # (B, N, K, V)
+        lambdas = position.permute(0, 3, 2, 1) + content.view(batch, 1, kd, vd)  # (B, N, K, V)
         y = torch.bmm(q.view(batch * n, self.heads, kd), lambdas.reshape(batch * n, kd, vd))  # (B*N, h, V)
         return y.view(batch * n, self.heads * vd)
 
@@ -241,14 +242,16 @@ class InteractiveLambda(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
         # x: (B*N, C) tokens; context: (B, L, D) condition tokens
         n, tokens, vd = height * width, context.shape[1], self.value_dim
-        q = self.norm_q(self.to_q(x)).view(batch, n, self.heads, self.key_dim)  # (B, N, h, K)
-        k = self.to_k(context).softmax(dim=1)  # (B, L, K), normalised over tokens
+        h, kd = self.heads, self.key_dim
+        q = self.norm_q(self.to_q(x)).view(batch, n, h * kd)  # (B, N, h*K)
+        k = self.to_k(context).transpose(1, 2).softmax(dim=-1)  # (B, K, L), normalised over tokens
         v = self.norm_v(self.to_v(context).view(batch * tokens, vd)).view(batch, tokens, vd)  # (B, L, V)
-        content = torch.bmm(k.transpose(1, 2), v)  # (B, K, V)
-        q_rel = q @ self.rel_pos_emb  # (B, N, h, L): q_n E_n, E broadcast over the batch
-        y = torch.bmm(q.view(batch, n * self.heads, self.key_dim), content)  # (B, N*h, V)
-        y = y + torch.bmm(q_rel.view(batch, n * self.heads, tokens), v)  # (B, N*h, V)
-        return y.reshape(batch * n, self.heads * vd)
+        content = torch.bmm(k, v)  # (B, K, V)
+        q_by_position = q.transpose(0, 1).reshape(n, batch * h, kd)  # (N, B*h, K)
+        q_rel = torch.bmm(q_by_position, self.rel_pos_emb)  # (N, B*h, L): q_n E_n
+        q_rel = q_rel.view(n, batch, h * tokens).transpose(0, 1).reshape(batch, n * h, tokens)  # (B, N*h, L)
+        y = torch.bmm(q.view(batch, n * h, kd), content) + torch.bmm(q_rel, v)  # (B, N*h, V)
+        return y.reshape(batch * n, h * vd)
 
 
 class GLUMBConv(nn.Module):
@@ -267,7 +270,8 @@ class GLUMBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, C, H, W) -> (B, C, H, W)
         h = self.depth_conv.conv(F.silu(self.inverted_conv.conv(x)))  # (B, 2*hidden, H, W)
-        value, gate = h.chunk(2, dim=1)
+        hidden = h.shape[1] // 2
+        value, gate = h[:, :hidden], h[:, hidden:]
         return self.point_conv.conv(value * F.silu(gate))
 
 
