@@ -1,0 +1,103 @@
+"""Export rewrites a backend can ask for by name: exact module swaps that keep the maths.
+
+A runtime that lacks a kernel for some op falls back to a slow portable one and splits the graph
+into delegate partitions around it. These swaps express such ops with primitives every delegate has
+(4-D means over the two innermost axes, elementwise ops, convolutions). Each takes a module and
+returns a rewritten copy; the original is untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PrimitiveGroupNorm(nn.Module):
+    """GroupNorm from 4-D means: (B, C, *S) -> view (B, G, C/G, prod S), normalise over the last two."""
+
+    def __init__(self, norm: nn.GroupNorm):
+        super().__init__()
+        self.groups, self.eps = norm.num_groups, norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels = x.shape[:2]
+        grouped = x.view(batch, self.groups, channels // self.groups, -1)
+        centered = grouped - grouped.mean(dim=(2, 3), keepdim=True)
+        variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
+        normalised = (centered * torch.rsqrt(variance + self.eps)).view(x.shape)
+        affine_shape = (1, channels) + (1,) * (x.dim() - 2)
+        return normalised * self.weight.view(affine_shape) + self.bias.view(affine_shape)
+
+
+class PrimitiveLayerNorm(nn.Module):
+    """LayerNorm over the last axis of (rows, C) tokens, as 4-D means over (1, rows, C, 1)."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        self.eps = norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, channels = x.shape
+        grid = x.view(1, rows, channels, 1)
+        centered = grid - grid.mean(dim=(2, 3), keepdim=True)
+        variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
+        normalised = (centered * torch.rsqrt(variance + self.eps)).view(rows, channels)
+        return normalised * self.weight + self.bias
+
+
+class TransposedConvUpsample(nn.Module):
+    """Nearest 2x upsampling + the following conv, the upsampling as a depthwise 2x2 transposed conv of ones."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("ones", torch.ones(conv.in_channels, 1, 2, 2), persistent=False)
+
+    def forward(self, x: torch.Tensor, *_ignored) -> torch.Tensor:
+        doubled = F.conv_transpose2d(x, self.ones, stride=2, groups=x.shape[1])  # (B, C, 2H, 2W)
+        return self.conv(doubled)
+
+
+def _is_nearest_upsample(module: nn.Module) -> bool:
+    # ours (edge.models.unet.Upsample) and diffusers' Upsample2D as the VAE uses it
+    if type(module).__name__ == "Upsample" and isinstance(getattr(module, "conv", None), nn.Conv2d):
+        return True
+    return (type(module).__name__ == "Upsample2D" and not module.use_conv_transpose and module.norm is None
+            and module.interpolate and isinstance(getattr(module, "conv", None), nn.Conv2d))
+
+
+def _swap(module: nn.Module, replace: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            replacement = replace(child)
+            if replacement is not None:
+                setattr(parent, name, replacement)
+    return module
+
+
+def decompose_norms(module: nn.Module) -> nn.Module:
+    def replace(child):
+        if isinstance(child, nn.GroupNorm):
+            return PrimitiveGroupNorm(child)
+        if isinstance(child, nn.LayerNorm) and len(child.normalized_shape) == 1:
+            return PrimitiveLayerNorm(child)
+        return None
+
+    return _swap(module, replace)
+
+
+def upsample_as_transposed_conv(module: nn.Module) -> nn.Module:
+    return _swap(module, lambda child: TransposedConvUpsample(child.conv) if _is_nearest_upsample(child) else None)
+
+
+REWRITES: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "decompose-norms": decompose_norms,
+    "upsample-as-transposed-conv": upsample_as_transposed_conv,
+}
