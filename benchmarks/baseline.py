@@ -15,8 +15,6 @@ import datetime
 import json
 import logging
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -26,22 +24,10 @@ from edge.graphs import build_graphs
 from edge.models import cfg_input_ids, get_preset, load_unet, load_vae
 from edge.pipeline import TorchGraphs, inpaint_tensors, sampling_plan, start_noise
 from edge.schedule import ddim_schedule
+from timing import measure
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- BASELINE:START -->", "<!-- BASELINE:END -->"
-
-
-def timed(fn, runs: int, warmup: int = 1) -> dict:
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        seconds = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - started)
-    return {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
-            "max_s": round(max(seconds), 3), "runs": runs}
 
 
 def cpu_name() -> str:
@@ -70,18 +56,18 @@ def main() -> None:
     latent2 = torch.randn(2, 9, side, side)
     ids1, ids2 = cfg_input_ids(1)[1:], cfg_input_ids(1)
     t1, t2 = torch.tensor([500]), torch.tensor([500])
-    rows["unet_b1"] = timed(lambda: unet(latent1, t1, ids1), args.runs)
-    rows["unet_b2"] = timed(lambda: unet(latent2, t2, ids2), args.runs)
+    rows["unet_b1"] = measure(lambda: unet(latent1, t1, ids1), args.runs)
+    rows["unet_b2"] = measure(lambda: unet(latent2, t2, ids2), args.runs)
     image = torch.rand(1, 3, size, size) * 2 - 1
-    rows["vae_encoder"] = timed(lambda: graphs["encoder"].module(image), args.runs)
+    rows["vae_encoder"] = measure(lambda: graphs["encoder"].module(image), args.runs)
     latent = torch.randn(1, 4, side, side)
-    rows["vae_decoder"] = timed(lambda: graphs["decoder"].module(latent), args.runs)
+    rows["vae_decoder"] = measure(lambda: graphs["decoder"].module(latent), args.runs)
 
     mask = torch.zeros(1, 1, size, size)
     mask[..., size // 4: size // 2, size // 4: 3 * size // 4] = 1
     plan = sampling_plan(preset.unet.time_features, ddim_schedule(), guidance=2.0)
     noise = start_noise((1, 4, side, side), seed=0)
-    rows["inpaint_19_steps"] = timed(lambda: inpaint_tensors(TorchGraphs(graphs), plan, image, mask, noise),
+    rows["inpaint_19_steps"] = measure(lambda: inpaint_tensors(TorchGraphs(graphs), plan, image, mask, noise),
                                      runs=1, warmup=0)
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

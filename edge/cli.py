@@ -40,19 +40,6 @@ def _emit_json(payload: dict) -> None:
     sys.stdout.write(json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n")
 
 
-def _open_picture(path: Path, what: str):
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise EdgeError(f"{path}: no such {what} file")
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            return picture.copy()
-    except (UnidentifiedImageError, OSError) as err:
-        raise EdgeError(f"{path}: not a readable image ({err.__class__.__name__})") from err
-
-
 def _check_output(out: Path) -> None:
     if out.suffix.lower() not in PICTURE_SUFFIXES:
         raise EdgeError(f"{out}: unsupported output format '{out.suffix}' (use {', '.join(PICTURE_SUFFIXES)})")
@@ -77,61 +64,183 @@ def inpaint(
     image: Annotated[Path, typer.Argument(help="Picture to fill, any size.")],
     mask: Annotated[Path, typer.Argument(help="Same size as IMAGE; white (>= 128) = fill, black = keep.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Result picture (.png, .jpg, .webp, .bmp).")],
+    bundle: Annotated[Optional[Path], typer.Option(help="Run a compiled bundle instead of the torch reference.")] = None,
     model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
     weights: Annotated[Optional[Path], typer.Option(help="UNet checkpoint: .bin, .safetensors or published folder.")] = None,
     vae: Annotated[Optional[Path], typer.Option(help="VAE: diffusers folder or state-dict file.")] = None,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps before strength 0.99 drops the first.")] = 20,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 2.0,
+    steps: Annotated[Optional[int], typer.Option(min=1, max=1000, help="DDIM steps (20) before strength 0.99 drops the first.")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (2.0, or the bundle's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the start noise (and of random weights).")] = 0,
     noise_offset: Annotated[float, typer.Option(help="Per-channel start-noise offset (published: 0.0357).")] = 0.0357,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
-    """Fill the masked region of IMAGE with the fp32 torch reference pipeline."""
+    """Fill the masked region of IMAGE: fp32 torch reference, or a compiled bundle (--bundle)."""
     try:
         import torch
 
-        from edge.graphs import build_graphs
-        from edge.models import get_preset, load_unet, load_vae, weights_identity
-        from edge.pipeline import TorchGraphs, inpaint_image, prepare_pair, sampling_plan
-        from edge.progress import progress_steps
-        from edge.schedule import ddim_schedule
+        from edge.pipeline import inpaint_image, open_picture, prepare_pair
 
         if threads:
             torch.set_num_threads(threads)
-        preset = get_preset(model)
         _check_output(out)
-        picture, mask_picture = _open_picture(image, "image"), _open_picture(mask, "mask")
+        picture, mask_picture = open_picture(image, "image"), open_picture(mask, "mask")
         try:
             prepare_pair(picture, mask_picture)
         except EdgeError as err:
             raise EdgeError(f"{mask}: {err.message}") from err
-        unet_id, vae_id = weights_identity(weights, seed), weights_identity(vae, seed)
-        for part, identity in (("UNet", unet_id), ("VAE", vae_id)):
-            if identity.is_random:
-                err_console.print(f"[bold yellow]WARNING: {part} has RANDOM weights (seed {seed}); "
-                                  f"the output is noise, not an inpainting. Pass --{'weights' if part == 'UNet' else 'vae'}.[/]",
-                                  soft_wrap=True)
         started = time.perf_counter()
-        graphs = build_graphs(preset, load_unet(preset, weights, seed), load_vae(preset, vae, seed))
-        plan = sampling_plan(preset.unet.time_features, ddim_schedule(steps), guidance)
-        with progress_steps(f"inpaint {preset.name}", enabled=not as_json) as on_step:
-            result = inpaint_image(TorchGraphs(graphs), plan, preset.image_size, picture, mask_picture,
-                                   seed, noise_offset, on_step)
+        if bundle is not None:
+            graphs, plan, image_size, source = _bundle_graphs(bundle, steps, guidance)
+        else:
+            graphs, plan, image_size, source = _torch_graphs(model, weights, vae, seed, steps, guidance)
+        from edge.progress import progress_steps
+
+        with progress_steps(f"inpaint {source['model']}", enabled=not as_json) as on_step:
+            result = inpaint_image(graphs, plan, image_size, picture, mask_picture, seed, noise_offset, on_step)
         _save_atomically(result, out)
     except EdgeError as err:
         _fail(err, debug)
-    summary = {"output": str(out), "model": preset.name, "size": list(picture.size),
-               "steps": plan.schedule.steps, "guidance": guidance, "seed": seed,
-               "unet_weights": unet_id.to_json(), "vae_weights": vae_id.to_json(),
-               "seconds": round(time.perf_counter() - started, 2)}
+    summary = {"output": str(out), "size": list(picture.size), "steps": plan.schedule.steps,
+               "guidance": plan.guidance, "seed": seed, **source, "seconds": round(time.perf_counter() - started, 2)}
     if as_json:
         _emit_json({"command": "inpaint", **summary})
     else:
-        typer.echo(f"wrote {out} ({picture.size[0]}x{picture.size[1]}, {preset.name}, "
-                   f"{plan.schedule.steps} steps, {summary['seconds']} s; "
-                   f"UNet {unet_id.describe()}, VAE {vae_id.describe()})")
+        typer.echo(f"wrote {out} ({picture.size[0]}x{picture.size[1]}, {source['model']} via {source['runner']}, "
+                   f"{plan.schedule.steps} steps, {summary['seconds']} s)")
+
+
+def _warn_random(part: str, seed: int, flag: str) -> None:
+    err_console.print(f"[bold yellow]WARNING: {part} has RANDOM weights (seed {seed}); the output is noise, "
+                      f"not an inpainting. Pass {flag}.[/]", soft_wrap=True)
+
+
+def _torch_graphs(model, weights, vae, seed, steps, guidance):
+    from edge.graphs import build_graphs
+    from edge.models import get_preset, load_unet, load_vae, weights_identity
+    from edge.pipeline import TorchGraphs, sampling_plan
+    from edge.schedule import DEFAULT_GUIDANCE, DEFAULT_STEPS, ddim_schedule
+
+    preset = get_preset(model)
+    unet_id, vae_id = weights_identity(weights, seed), weights_identity(vae, seed)
+    if unet_id.is_random:
+        _warn_random("UNet", seed, "--weights")
+    if vae_id.is_random:
+        _warn_random("VAE", seed, "--vae")
+    graphs = build_graphs(preset, load_unet(preset, weights, seed), load_vae(preset, vae, seed))
+    plan = sampling_plan(preset.unet.time_features, ddim_schedule(steps or DEFAULT_STEPS),
+                         DEFAULT_GUIDANCE if guidance is None else guidance)
+    source = {"model": preset.name, "runner": "torch fp32", "unet_weights": unet_id.to_json(), "vae_weights": vae_id.to_json()}
+    return TorchGraphs(graphs), plan, preset.image_size, source
+
+
+def _bundle_graphs(path, steps, guidance):
+    from dataclasses import replace
+
+    from edge.bundle import BundleGraphs, check_hashes, read_bundle
+    from edge.targets import load_target
+
+    bundle = read_bundle(path)
+    if steps is not None:
+        raise EdgeError(f"{path}: a bundle fixes its schedule ({bundle.manifest['sampling']['steps']} steps); drop --steps")
+    profile = load_target(bundle.manifest["target"])
+    if not profile.runs_here:
+        raise EdgeError(f"{path}: {profile.name} bundles cannot run on this machine")
+    problems = check_hashes(bundle)
+    if problems:
+        raise EdgeError(f"{path}: {problems[0]} (run edge verify)")
+    if bundle.manifest["weights"]["random"]:
+        _warn_random("this bundle", bundle.manifest["weights"]["unet"]["seed"], "--weights to edge compile")
+    plan = bundle.sampling_plan()
+    if guidance is not None:
+        plan = replace(plan, guidance=guidance)
+    source = {"model": bundle.manifest["model"], "runner": f"{profile.name} {bundle.manifest['quant']} bundle",
+              "bundle": str(path)}
+    return BundleGraphs(bundle), plan, bundle.manifest["image_size"], source
+
+
+@app.command()
+def targets(as_json: Annotated[bool, typer.Option("--json")] = False):
+    """List the compile targets and what each supports."""
+    from edge.targets import list_targets
+
+    rows = [t.to_json() for t in list_targets()]
+    if as_json:
+        _emit_json({"command": "targets", "targets": rows})
+        return
+    for row in rows:
+        modes = ", ".join(f"{m}*" if m == row["default_quant"] else m for m in row["quant_modes"])
+        typer.echo(f"{row['name']:10s} {row['description']}; quant: {modes} (* default); "
+                   f"{'runs here' if row['runs_here'] else 'compile only here'}")
+
+
+@app.command("compile")
+def compile_command(
+    target: Annotated[str, typer.Option(help="Target profile name (see `edge targets`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to create.")],
+    quant: Annotated[Optional[str], typer.Option(help="Quant mode (default: the target's).")] = None,
+    model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
+    weights: Annotated[Optional[Path], typer.Option(help="UNet checkpoint.")] = None,
+    vae: Annotated[Optional[Path], typer.Option(help="VAE folder or state-dict file.")] = None,
+    calib: Annotated[Optional[Path], typer.Option(help="Calibration images (and masks/ of the same name).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Export, calibrate, quantize and lower the three graphs into a bundle for TARGET."""
+    from edge.compile import CompileRequest, compile_bundle
+    from edge.progress import progress_steps
+
+    say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force)
+    started = time.perf_counter()
+    try:
+        with progress_steps("calibration pairs", enabled=not as_json) as on_pair:
+            path = compile_bundle(request, say, on_pair)
+    except EdgeError as err:
+        _fail(err, debug)
+    from edge.bundle import read_bundle
+
+    manifest = read_bundle(path).manifest
+    summary = {"bundle": str(path), "target": manifest["target"], "quant": manifest["quant"], "model": manifest["model"],
+               "seconds": round(time.perf_counter() - started, 1),
+               "graphs": {n: {"file": g["file"], "golden_sqnr_db": g["golden_sqnr_db"], **g["report"]}
+                          for n, g in manifest["graphs"].items()}}
+    if as_json:
+        _emit_json({"command": "compile", **summary})
+    else:
+        typer.echo(f"wrote {path} ({manifest['target']} {manifest['quant']}, {summary['seconds']} s); golden SQNR vs fp32: "
+                   + ", ".join(f"{n} {g['golden_sqnr_db']} dB" for n, g in summary["graphs"].items()))
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Check a bundle's file hashes and re-run its golden self-check."""
+    from edge.bundle import read_bundle, verify_bundle
+    from edge.targets import load_target
+
+    try:
+        loaded = read_bundle(bundle)
+        result = verify_bundle(loaded, load_target(loaded.manifest["target"]).runs_here)
+    except EdgeError as err:
+        _fail(err, debug)
+    if as_json:
+        _emit_json({"command": "verify", **result})
+    else:
+        for problem in result["problems"]:
+            typer.echo(f"FAIL {problem}")
+        for name, graph in result["graphs"].items():
+            typer.echo(f"{'ok  ' if graph['passed'] else 'FAIL'} {name}: max abs vs golden {graph['max_abs_vs_golden']:.2e}, "
+                       f"SQNR vs fp32 {graph['sqnr_db_vs_fp32']} dB")
+        typer.echo(f"{'verified' if result['ok'] else 'FAILED'}: {bundle} (self-check {result['self_check']})")
+    if not result["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from edge.errors import EdgeError
 from edge.graphs import GraphSpec
@@ -116,13 +116,23 @@ def inpaint_image(graphs: InpaintGraphs, plan: SamplingPlan, image_size: int, im
     the blurred mask are copied from the input unchanged.
     """
     image, binary_mask = prepare_pair(image, mask)
-    square = (image_size, image_size)
-    image_t = to_tensor(image.resize(square, Image.Resampling.LANCZOS)) * 2 - 1  # (1, 3, S, S) in [-1, 1]
-    mask_t = to_tensor(binary_mask.resize(square, Image.Resampling.LANCZOS))  # (1, 1, S, S) in [0, 1]
+    image_t, mask_t = model_inputs(image, binary_mask, image_size)
     latent_side = image_size // 8
     noise = start_noise((1, 4, latent_side, latent_side), seed, noise_offset)
     result = inpaint_tensors(graphs, plan, image_t, mask_t, noise, on_step)
     return paste_back(to_image(result.image01).resize(image.size, Image.Resampling.LANCZOS), image, binary_mask)
+
+
+def open_picture(path, what: str = "image") -> Image.Image:
+    """A picture file, fully read; EdgeError naming the file when it is missing or not an image."""
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            return picture.copy()
+    except FileNotFoundError as err:
+        raise EdgeError(f"{path}: no such {what} file") from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise EdgeError(f"{path}: not a readable image ({err.__class__.__name__})") from err
 
 
 def prepare_pair(image: Image.Image, mask: Image.Image) -> tuple[Image.Image, Image.Image]:
@@ -133,6 +143,14 @@ def prepare_pair(image: Image.Image, mask: Image.Image) -> tuple[Image.Image, Im
     if not binary_mask.getbbox():
         raise EdgeError("mask is empty: nothing to fill (white = fill, black = keep)")
     return image.convert("RGB"), binary_mask
+
+
+def model_inputs(image: Image.Image, binary_mask: Image.Image, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prepared pair -> image (1, 3, S, S) in [-1, 1] and mask (1, 1, S, S) in [0, 1] at the model's size."""
+    square = (image_size, image_size)
+    image_t = to_tensor(image.resize(square, Image.Resampling.LANCZOS)) * 2 - 1
+    mask_t = to_tensor(binary_mask.resize(square, Image.Resampling.LANCZOS))
+    return image_t, mask_t
 
 
 def paste_back(result: Image.Image, original: Image.Image, binary_mask: Image.Image) -> Image.Image:

@@ -64,6 +64,43 @@ class TransposedConvUpsample(nn.Module):
         return self.conv(doubled)
 
 
+class PlainAttentionProcessor:
+    """A diffusers attention processor computing softmax(q kᵀ / sqrt(d)) v with bmm and a last-axis softmax.
+
+    Same maths as diffusers' scaled_dot_product_attention path for the VAE's self-attention (no mask,
+    no dropout); SDPA's export decomposition brings masks and `where` that delegates lack.
+    """
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **_):
+        if encoder_hidden_states is not None or attention_mask is not None or attn.spatial_norm is not None:
+            raise NotImplementedError("PlainAttentionProcessor covers unmasked self-attention only")
+        residual = hidden_states
+        batch, channels, height, width = hidden_states.shape
+        tokens = hidden_states.view(batch, channels, height * width)  # (B, C, N)
+        if attn.group_norm is not None:
+            tokens = attn.group_norm(tokens)
+        tokens = tokens.transpose(1, 2)  # (B, N, C)
+        query, key, value = attn.to_q(tokens), attn.to_k(tokens), attn.to_v(tokens)  # (B, N, h*d)
+        heads, n = attn.heads, height * width
+        head_dim = query.shape[-1] // heads
+        split = lambda t: t.view(batch, n, heads, head_dim).transpose(1, 2).reshape(batch * heads, n, head_dim)  # noqa: E731
+        scores = torch.bmm(split(query) * attn.scale, split(key).transpose(1, 2)).softmax(dim=-1)  # (B*h, N, N)
+        mixed = torch.bmm(scores, split(value)).view(batch, heads, n, head_dim).transpose(1, 2)  # (B, N, h, d)
+        out = attn.to_out[0](mixed.reshape(batch, n, heads * head_dim))
+        out = out.transpose(1, 2).reshape(batch, channels, height, width)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+def plain_attention(module: nn.Module) -> nn.Module:
+    module = copy.deepcopy(module)
+    for child in module.modules():
+        if type(child).__name__ == "Attention" and hasattr(child, "set_processor"):
+            child.set_processor(PlainAttentionProcessor())
+    return module
+
+
 def _is_nearest_upsample(module: nn.Module) -> bool:
     # ours (edge.models.unet.Upsample) and diffusers' Upsample2D as the VAE uses it
     if type(module).__name__ == "Upsample" and isinstance(getattr(module, "conv", None), nn.Conv2d):
@@ -100,4 +137,5 @@ def upsample_as_transposed_conv(module: nn.Module) -> nn.Module:
 REWRITES: dict[str, Callable[[nn.Module], nn.Module]] = {
     "decompose-norms": decompose_norms,
     "upsample-as-transposed-conv": upsample_as_transposed_conv,
+    "plain-attention": plain_attention,
 }

@@ -1,0 +1,196 @@
+"""`edge compile`: model -> graphs -> calibration -> lowered programs -> bundle.
+
+Stages, each a function of the previous stage's object:
+  load_models(request)                        -> Models (modules + weight identities)
+  build_graphs(preset, unet, vae)             -> {name: GraphSpec}           (edge.graphs)
+  prepare_graph(spec, rewrites)               -> PreparedGraph               (BN folded, target rewrites)
+  calibration_recordings(models, plan, pairs) -> {graph: [inputs, ...]}      (timestep-aware, cached)
+  backend.lower(prepared, quant, samples)     -> LoweredGraph                (edge.backends.<target>)
+  write_bundle(...)                           -> Bundle folder               (edge.bundle)
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge.backends import get_backend
+from edge.bundle import GOLDEN, GRAPH_NAMES, TIME_FEATURES, BundleWriter, sqnr_db
+from edge.calibration import DEFAULT_CALIB_DIR, cached_recordings, find_pairs, pairs_digest, record, split_pairs
+from edge.errors import EdgeError
+from edge.graphs import GraphSpec, TensorSpec, build_graphs, fold_batch_norms
+from edge.models import Preset, WeightsIdentity, get_preset, load_unet, load_vae, weights_identity
+from edge.models.unet import NUM_CONDITIONING_TOKENS
+from edge.pipeline import NOISE_OFFSET, PASTE_BLUR_RADIUS, SamplingPlan, TorchGraphs, sampling_plan
+from edge.rewrites import REWRITES
+from edge.schedule import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, ddim_schedule
+from edge.targets import TargetProfile, load_target
+
+GOLDEN_UNET_STEP = 9  # the golden UNet input is the middle sampling step of the first held-out pair
+
+
+@dataclass(frozen=True)
+class CompileRequest:
+    model: str
+    target: str
+    quant: str | None
+    out: Path
+    weights: Path | None = None
+    vae: Path | None = None
+    calib: Path | None = None
+    seed: int = 0
+    force: bool = False
+
+
+@dataclass
+class Models:
+    preset: Preset
+    unet: nn.Module
+    vae: nn.Module
+    unet_weights: WeightsIdentity
+    vae_weights: WeightsIdentity
+
+
+@dataclass
+class PreparedGraph:
+    name: str
+    module: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def load_models(request: CompileRequest) -> Models:
+    preset = get_preset(request.model)
+    unet_id, vae_id = weights_identity(request.weights, request.seed), weights_identity(request.vae, request.seed)
+    return Models(preset, load_unet(preset, request.weights, request.seed), load_vae(preset, request.vae, request.seed),
+                  unet_id, vae_id)
+
+
+def prepare_graph(spec: GraphSpec, rewrites: tuple[str, ...], example_inputs: tuple[torch.Tensor, ...]) -> PreparedGraph:
+    unknown = [r for r in rewrites if r not in REWRITES]
+    if unknown:
+        raise EdgeError(f"unknown rewrite {', '.join(unknown)}: known are {', '.join(REWRITES)}")
+    module = fold_batch_norms(spec.module)
+    for rewrite in rewrites:
+        module = REWRITES[rewrite](module)
+    return PreparedGraph(spec.name, module.eval(), example_inputs, spec.inputs, spec.outputs)
+
+
+def calibration_recordings(models: Models, graphs: dict[str, GraphSpec], plan: SamplingPlan, pairs, role: str,
+                           on_pair: Callable[[int, int], None] | None = None):
+    key = {"role": role, "model": models.preset.name, "unet": models.unet_weights.to_json(),
+           "vae": models.vae_weights.to_json(), "pairs": pairs_digest(pairs), "size": models.preset.image_size,
+           "timesteps": list(plan.schedule.timesteps), "guidance": plan.guidance}
+    return cached_recordings(key, lambda: record(TorchGraphs(graphs), plan, pairs, models.preset.image_size, on_pair))
+
+
+def compile_bundle(request: CompileRequest, say: Callable[[str], None] = lambda _: None,
+                   on_pair: Callable[[int, int], None] | None = None) -> Path:
+    profile = load_target(request.target)
+    quant = profile.check_quant(request.quant)
+    backend = get_backend(profile.backend)
+    writer = BundleWriter(request.out, request.force)
+    try:
+        return _compile(request, profile, quant, backend, writer, say, on_pair)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWriter, say, on_pair) -> Path:
+    calib_dir = request.calib or DEFAULT_CALIB_DIR
+    calib_pairs, eval_pairs = split_pairs(find_pairs(calib_dir))
+    models = load_models(request)
+    for part, identity in (("UNet", models.unet_weights), ("VAE", models.vae_weights)):
+        if identity.is_random:
+            say(f"WARNING: {part} has RANDOM weights (seed {identity.seed}); the bundle is for testing only")
+    preset = models.preset
+    graphs = build_graphs(preset, models.unet, models.vae)
+    plan = sampling_plan(preset.unet.time_features, ddim_schedule(DEFAULT_STEPS, DEFAULT_STRENGTH), DEFAULT_GUIDANCE)
+
+    say(f"recording calibration inputs: {len(calib_pairs)} pairs x {plan.schedule.steps} steps")
+    calibration, cached = calibration_recordings(models, graphs, plan, calib_pairs, "calibration", on_pair)
+    held_out, _ = calibration_recordings(models, graphs, plan, eval_pairs, "held-out")
+    if cached:
+        say("calibration inputs: from cache")
+
+    graph_entries, lowered_files = {}, {}
+    for name in GRAPH_NAMES:
+        spec = graphs[name]
+        golden_inputs = held_out[name][GOLDEN_UNET_STEP if name == "unet" else 0]
+        prepared = prepare_graph(spec, profile.rewrites, golden_inputs)
+        say(f"lowering {name} ({quant}) for {profile.name}")
+        lowered = backend.lower(prepared, quant, calibration[name])
+        file_name = f"{name}{profile.artifact}"
+        lowered_files[name] = writer.write(file_name, lowered.payload)
+        graph_entries[name] = {"file": file_name, "inputs": [s.to_json() for s in spec.inputs],
+                               "outputs": [s.to_json() for s in spec.outputs],
+                               "recipe": {"quant": quant, "float_ops": lowered.float_ops, "rewrites": list(profile.rewrites)},
+                               "report": lowered.report}
+        say(f"  {name}: {len(lowered.payload) / 1e6:.1f} MB, {lowered.report.get('partitions')} partition(s), "
+            f"{lowered.report['seconds']} s")
+
+    golden = {}
+    for name in GRAPH_NAMES:
+        inputs = held_out[name][GOLDEN_UNET_STEP if name == "unet" else 0]
+        with torch.no_grad():
+            reference = graphs[name].module(*inputs)
+        output = backend.load(lowered_files[name])(*inputs) if profile.runs_here else reference
+        golden.update({f"{name}.input.{j}": t.contiguous() for j, t in enumerate(inputs)})
+        golden[f"{name}.reference"], golden[f"{name}.output"] = reference.contiguous(), output.contiguous()
+        graph_entries[name]["golden_sqnr_db"] = round(sqnr_db(reference, output), 2)
+    from safetensors.torch import save_file
+
+    save_file(golden, writer.path(GOLDEN))
+    plan.time_features.numpy().astype("<f4").tofile(writer.path(TIME_FEATURES))
+
+    manifest = _manifest(request, profile, quant, backend, models, plan, graph_entries, calib_dir, calib_pairs)
+    return writer.commit(manifest)
+
+
+def _manifest(request, profile, quant, backend, models: Models, plan: SamplingPlan, graphs: dict, calib_dir,
+              calib_pairs) -> dict:
+    preset = models.preset
+    return {
+        "schema": 1,
+        "model": preset.name,
+        "image_size": preset.image_size,
+        "latent_size": preset.latent_size,
+        "weights": {"unet": models.unet_weights.to_json(), "vae": models.vae_weights.to_json(),
+                    "random": models.unet_weights.is_random or models.vae_weights.is_random},
+        "target": profile.name,
+        "backend": profile.backend,
+        "quant": quant,
+        "graphs": graphs,
+        "sampling": {
+            "scheduler": plan.schedule.to_json(),
+            "steps": plan.schedule.steps,
+            "strength": DEFAULT_STRENGTH,
+            "guidance": plan.guidance,
+            "noise_offset": NOISE_OFFSET,
+            "time_features": {"file": TIME_FEATURES, "dtype": "float32", "shape": list(plan.time_features.shape),
+                              "note": "row i is the unet's time_features input at sampling step i"},
+            "unet_batch": ["uncond", "cond"],
+            "cfg": "noise = noise[0] + guidance * (noise[1] - noise[0])",
+        },
+        "conditioning": {"kind": "folded into the unet graph", "uncond_ids": list(range(NUM_CONDITIONING_TOKENS, 2 * NUM_CONDITIONING_TOKENS)),
+                         "cond_ids": list(range(NUM_CONDITIONING_TOKENS))},
+        "vae": {"scaling_factor": preset.scaling_factor, "encoder_latent": "distribution mean x scaling_factor",
+                "decoder_output": "image in [0, 1]"},
+        "preprocess": {"image": "RGB resized to image_size x image_size (Lanczos), x / 127.5 - 1",
+                       "mask": "binarised at 0.5 (white = fill), latent mask = nearest resize to latent_size",
+                       "masked_image": "image * (1 - mask)",
+                       "unet_latent": "concat(noisy latent 4, latent mask 1, masked-image latent 4) on channels"},
+        "postprocess": {"paste_back": f"out * blur(mask) + input * (1 - blur(mask)), Gaussian radius {PASTE_BLUR_RADIUS}"},
+        "calibration": {"folder": str(calib_dir), "pairs": [p.name for p in calib_pairs],
+                        "sha256": pairs_digest(calib_pairs)},
+        "tools": {"edge": version("edge"), "python": platform.python_version(), **backend.versions()},
+        "golden": GOLDEN,
+    }

@@ -1,0 +1,105 @@
+"""`edge compile` for XNNPACK on moebius-tiny: bundles, manifest, verify, running them, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from edge.bundle import BundleGraphs, read_bundle
+from edge.cli import app
+from edge.graphs import build_graphs
+from edge.models import get_preset
+from edge.pipeline import TorchGraphs, inpaint_tensors
+from edge.targets import load_target
+from tests.conftest import REPO, XNNPACK_MODES
+
+runner = CliRunner()
+# end-to-end bound per mode: max abs difference of the decoded image (in [0, 1]) from the torch
+# pipeline's, same inputs and start noise (tiny model with random-but-fixed fixture weights)
+END_TO_END_MAX_ABS = {"fp32": 1e-3, "int8": 0.5, "int8-dynamic": 0.25}
+
+
+@pytest.mark.parametrize("mode", XNNPACK_MODES)
+def test_bundle_manifest_describes_everything_an_app_needs(tiny_bundles, mode):
+    bundle = read_bundle(tiny_bundles[mode])
+    manifest = bundle.manifest
+    assert manifest["schema"] == 1 and manifest["target"] == "xnnpack" and manifest["quant"] == mode
+    assert set(manifest["files"]) == {"encoder.pte", "unet.pte", "decoder.pte", "golden.safetensors", "time_features.f32"}
+    assert manifest["sampling"]["scheduler"]["timesteps"] == list(range(900, -1, -50))
+    assert manifest["sampling"]["time_features"]["shape"] == [19, 32]
+    assert manifest["weights"]["unet"]["sha256"] and not manifest["weights"]["random"]
+    assert manifest["graphs"]["unet"]["inputs"] == [{"name": "latent", "shape": [2, 9, 16, 16], "dtype": "float32"},
+                                                  {"name": "time_features", "shape": [1, 32], "dtype": "float32"}]
+    assert "time_embedding" in manifest["graphs"]["unet"]["recipe"]["float_ops"] or mode == "fp32"
+    assert manifest["tools"]["executorch"] == "1.5.1"
+    plan = bundle.sampling_plan()
+    assert plan.time_features.shape == (19, 32) and plan.schedule.steps == 19
+
+
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_each_graph_is_one_delegate_partition(tiny_bundles, mode):
+    for name, graph in read_bundle(tiny_bundles[mode]).manifest["graphs"].items():
+        assert graph["report"]["partitions"] == 1, name
+        # only layout copies at the graph boundary may stay outside the delegate
+        assert all(op.startswith("dim_order_ops.") for op in graph["report"]["ops_outside_delegates"]), name
+
+
+@pytest.mark.parametrize("mode", XNNPACK_MODES)
+def test_bundle_matches_the_torch_pipeline(tiny_bundles, tiny_unet, tiny_vae, pipeline_case, mode):
+    bundle = read_bundle(tiny_bundles[mode])
+    plan = bundle.sampling_plan()
+    args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
+    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
+    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
+    error = (compiled.image01 - reference.image01).abs().max().item()
+    assert error <= END_TO_END_MAX_ABS[mode]
+    if mode == "fp32":
+        assert torch.allclose(compiled.latents, pipeline_case["output.latents"], rtol=0, atol=1e-3 * 27.2)
+
+
+def test_quantized_unet_is_smaller(tiny_bundles):
+    sizes = {mode: (tiny_bundles[mode] / "unet.pte").stat().st_size for mode in XNNPACK_MODES}
+    assert sizes["int8"] < 0.5 * sizes["fp32"]
+    assert sizes["int8-dynamic"] < sizes["fp32"]
+
+
+def test_verify_passes_and_catches_corruption(tiny_bundles, tmp_path):
+    result = runner.invoke(app, ["verify", str(tiny_bundles["int8"]), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["self_check"] == "ran" and set(report["graphs"]) == {"encoder", "unet", "decoder"}
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundles["int8"], broken)
+    payload = bytearray((broken / "unet.pte").read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    (broken / "unet.pte").write_bytes(bytes(payload))
+    result = runner.invoke(app, ["verify", str(broken)])
+    assert result.exit_code == 1 and "unet.pte does not match its sha256" in result.stdout
+
+
+def test_inpaint_runs_a_bundle(tiny_bundles, tmp_path):
+    image = REPO / "calib_data" / "images" / "chelsea.png"
+    mask = REPO / "calib_data" / "masks" / "chelsea.png"
+    out = tmp_path / "filled.png"
+    result = runner.invoke(app, ["inpaint", str(image), str(mask), "-o", str(out), "--bundle",
+                                 str(tiny_bundles["int8"]), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["runner"] == "xnnpack int8 bundle"
+    filled, original = np.asarray(Image.open(out)), np.asarray(Image.open(image).convert("RGB"))
+    assert filled.shape == original.shape
+    hole = np.asarray(Image.open(mask)) > 127
+    assert np.array_equal(filled[:8], original[:8]) and not hole[:20].any()  # far from the mask: untouched
+
+
+def test_targets_lists_xnnpack():
+    result = runner.invoke(app, ["targets", "--json"])
+    assert result.exit_code == 0
+    xnnpack = {t["name"]: t for t in json.loads(result.stdout)["targets"]}["xnnpack"]
+    assert xnnpack["quant_modes"] == ["fp32", "int8", "int8-dynamic"] and xnnpack["runs_here"]
+    assert load_target("xnnpack").default_quant == "int8"

@@ -1,0 +1,91 @@
+"""`edge compile` refuses bad input with one line, a non-zero exit, and nothing half-written."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from edge.bundle import BundleWriter
+from edge.cli import app
+from edge.compile import CompileRequest, compile_bundle
+from edge.errors import EdgeError
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def calib_folder(tmp_path, case):
+    folder = tmp_path / "calib"
+    (folder / "images").mkdir(parents=True)
+    if case == "calib_unreadable":
+        (folder / "images" / "broken.png").write_text("not a picture")
+    if case == "calib_mask_size":
+        Image.open(REPO / "calib_data" / "images" / "chelsea.png").save(folder / "images" / "cat.png")
+        (folder / "masks").mkdir()
+        Image.new("L", (10, 10), 255).save(folder / "masks" / "cat.png")
+    return folder
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("unknown_target", "unknown target 'phone': choose one of"),
+    ("unknown_quant", "target xnnpack has no quant mode 'fp16': choose one of fp32, int8, int8-dynamic"),
+    ("calib_missing", "calib-nowhere: no such calibration folder"),
+    ("calib_empty", "calib: no images"),
+    ("calib_unreadable", "broken.png: not a readable image"),
+    ("calib_mask_size", "cat.png: mask is 10x10 but the image is 451x300"),
+    ("out_exists", "already exists (pass --force to replace it)"),
+    ("out_parent_missing", "does not exist"),
+])
+def test_bad_input(tmp_path, case, expected):
+    out = tmp_path / "bundle"
+    args = ["compile", "--target", "xnnpack", "--quant", "fp32", "--model", "moebius-tiny", "-o", str(out)]
+    if case == "unknown_target":
+        args[2] = "phone"
+    elif case == "unknown_quant":
+        args[4] = "fp16"
+    elif case == "calib_missing":
+        args += ["--calib", str(tmp_path / "calib-nowhere")]
+    elif case.startswith("calib_"):
+        args += ["--calib", str(calib_folder(tmp_path, case))]
+    elif case == "out_exists":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    else:
+        args[-1] = str(tmp_path / "no-such-folder" / "bundle")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]
+    assert not leftovers
+    if case == "out_exists":
+        assert (out / "keep.txt").read_text() == "mine"
+    elif case != "out_parent_missing":
+        assert not out.exists()
+
+
+def test_disk_full_leaves_nothing(tmp_path, monkeypatch, parity_file, pipeline_file):
+    def full_disk(self, name, payload):
+        self.abort()
+        raise EdgeError(f"{self.out}: could not write {name} ({errno.errorcode[errno.ENOSPC]})")
+
+    monkeypatch.setattr(BundleWriter, "write", full_disk)
+    out = tmp_path / "bundle"
+    with pytest.raises(EdgeError, match="could not write encoder.pte"):
+        compile_bundle(CompileRequest("moebius-tiny", "xnnpack", "fp32", out, parity_file, pipeline_file))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_failure_becomes_one_error(tmp_path, monkeypatch):
+    writer = BundleWriter(tmp_path / "bundle", force=False)
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", no_space)
+    with pytest.raises(EdgeError, match="could not write unet.pte \\(No space left on device\\)"):
+        writer.write("unet.pte", b"payload")
+    assert list(tmp_path.iterdir()) == []
