@@ -205,7 +205,7 @@ def compile_command(
 
     manifest = read_bundle(path).manifest
     summary = {"bundle": str(path), "target": manifest["target"], "quant": manifest["quant"], "model": manifest["model"],
-               "seconds": round(time.perf_counter() - started, 1),
+               "random_weights": manifest["weights"]["random"], "seconds": round(time.perf_counter() - started, 1),
                "graphs": {n: {"file": g["file"], "golden_sqnr_db": g["golden_sqnr_db"], **g["report"]}
                           for n, g in manifest["graphs"].items()}}
     if as_json:

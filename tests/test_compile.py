@@ -103,3 +103,15 @@ def test_targets_lists_xnnpack():
     xnnpack = {t["name"]: t for t in json.loads(result.stdout)["targets"]}["xnnpack"]
     assert xnnpack["quant_modes"] == ["fp32", "int8", "int8-dynamic"] and xnnpack["runs_here"]
     assert load_target("xnnpack").default_quant == "int8"
+
+
+def test_compile_command_summarises_in_json(tmp_path, parity_file, pipeline_file):
+    out = tmp_path / "cli-bundle"
+    result = runner.invoke(app, ["compile", "--target", "xnnpack", "--quant", "fp32", "--model", "moebius-tiny",
+                                 "--weights", str(parity_file), "--vae", str(pipeline_file), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["schema"] == 1 and summary["bundle"] == str(out) and summary["random_weights"] is False
+    assert {g: s["partitions"] for g, s in summary["graphs"].items()} == {"encoder": 1, "unet": 1, "decoder": 1}
+    assert summary["graphs"]["unet"]["golden_sqnr_db"] > 60
+    assert (out / "manifest.json").is_file() and not list(tmp_path.glob(".cli-bundle.*"))
