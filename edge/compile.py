@@ -18,6 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from edge.backends import get_backend
@@ -121,11 +122,11 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
     if cached:
         say("calibration inputs: from cache")
 
+    golden_inputs = {name: held_out[name][GOLDEN_UNET_STEP if name == "unet" else 0] for name in GRAPH_NAMES}
     graph_entries, lowered_files = {}, {}
     for name in GRAPH_NAMES:
         spec = graphs[name]
-        golden_inputs = held_out[name][GOLDEN_UNET_STEP if name == "unet" else 0]
-        prepared = prepare_graph(spec, profile.rewrites, golden_inputs)
+        prepared = prepare_graph(spec, profile.rewrites, golden_inputs[name])
         say(f"lowering {name} ({quant}) for {profile.name}")
         lowered = backend.lower(prepared, quant, calibration[name])
         file_name = f"{name}{profile.artifact}"
@@ -139,15 +140,13 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
 
     golden = {}
     for name in GRAPH_NAMES:
-        inputs = held_out[name][GOLDEN_UNET_STEP if name == "unet" else 0]
+        inputs = golden_inputs[name]
         with torch.no_grad():
             reference = graphs[name].module(*inputs)
         output = backend.load(lowered_files[name])(*inputs) if profile.runs_here else reference
         golden.update({f"{name}.input.{j}": t.contiguous() for j, t in enumerate(inputs)})
         golden[f"{name}.reference"], golden[f"{name}.output"] = reference.contiguous(), output.contiguous()
         graph_entries[name]["golden_sqnr_db"] = round(sqnr_db(reference, output), 2)
-    from safetensors.torch import save_file
-
     save_file(golden, writer.path(GOLDEN))
     plan.time_features.numpy().astype("<f4").tofile(writer.path(TIME_FEATURES))
 
@@ -168,6 +167,8 @@ def _manifest(request, profile, quant, backend, models: Models, plan: SamplingPl
         "target": profile.name,
         "backend": profile.backend,
         "quant": quant,
+        "end_to_end_tolerance": {"max_abs_image01": profile.tolerance.get(quant),
+                                 "against": "the fp32 torch pipeline, same inputs and start noise"},
         "graphs": graphs,
         "sampling": {
             "scheduler": plan.schedule.to_json(),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 
+SUPPORTED_UNET_BATCH = 2  # CFG as one batch-2 UNet call; two batch-1 calls are not built yet
 TARGETS_DIR = Path(os.environ.get("EDGE_TARGETS_DIR", Path(__file__).resolve().parents[1] / "targets"))
 
 
@@ -23,7 +24,7 @@ class TargetProfile:
     runs_here: bool  # whether this machine has the runtime
     unet_batch: int
     rewrites: tuple[str, ...]
-    tolerance: dict[str, float]
+    tolerance: dict[str, float]  # end-to-end max abs of the decoded image vs the torch pipeline, per quant mode
 
     def check_quant(self, quant: str | None) -> str:
         quant = quant or self.default_quant
@@ -34,19 +35,25 @@ class TargetProfile:
     def to_json(self) -> dict:
         return {"name": self.name, "backend": self.backend, "description": self.description,
                 "quant_modes": list(self.quant_modes), "default_quant": self.default_quant,
-                "runs_here": self.runs_here, "unet_batch": self.unet_batch, "rewrites": list(self.rewrites)}
+                "runs_here": self.runs_here, "unet_batch": self.unet_batch, "rewrites": list(self.rewrites),
+                "tolerance": self.tolerance}
 
 
 def _read(path: Path) -> TargetProfile:
     try:
         raw = tomllib.loads(path.read_text())
         graphs = raw.get("graphs", {})
-        return TargetProfile(raw["name"], raw["backend"], raw["description"], raw["artifact"],
-                             tuple(raw["quant_modes"]), raw["default_quant"], bool(raw["runs_here"]),
-                             int(graphs.get("unet_batch", 2)), tuple(graphs.get("rewrites", ())),
-                             {k: float(v) for k, v in raw.get("tolerance", {}).items()})
+        profile = TargetProfile(raw["name"], raw["backend"], raw["description"], raw["artifact"],
+                                tuple(raw["quant_modes"]), raw["default_quant"], bool(raw["runs_here"]),
+                                int(graphs.get("unet_batch", 2)), tuple(graphs.get("rewrites", ())),
+                                {k: float(v) for k, v in raw.get("tolerance", {}).items()})
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
         raise EdgeError(f"{path}: not a valid target profile ({err})") from err
+    if profile.unet_batch != SUPPORTED_UNET_BATCH:
+        raise EdgeError(f"{path}: unet_batch {profile.unet_batch} is not supported (only {SUPPORTED_UNET_BATCH})")
+    if profile.default_quant not in profile.quant_modes or set(profile.tolerance) - set(profile.quant_modes):
+        raise EdgeError(f"{path}: default_quant and tolerance keys must be among quant_modes")
+    return profile
 
 
 def list_targets() -> list[TargetProfile]:

@@ -20,9 +20,6 @@ from edge.targets import load_target
 from tests.conftest import REPO, XNNPACK_MODES
 
 runner = CliRunner()
-# end-to-end bound per mode: max abs difference of the decoded image (in [0, 1]) from the torch
-# pipeline's, same inputs and start noise (tiny model with random-but-fixed fixture weights)
-END_TO_END_MAX_ABS = {"fp32": 1e-3, "int8": 0.5, "int8-dynamic": 0.25}
 
 
 @pytest.mark.parametrize("mode", XNNPACK_MODES)
@@ -58,7 +55,7 @@ def test_bundle_matches_the_torch_pipeline(tiny_bundles, tiny_unet, tiny_vae, pi
     reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
     compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
     error = (compiled.image01 - reference.image01).abs().max().item()
-    assert error <= END_TO_END_MAX_ABS[mode]
+    assert error <= load_target("xnnpack").tolerance[mode] == bundle.manifest["end_to_end_tolerance"]["max_abs_image01"]
     if mode == "fp32":
         assert torch.allclose(compiled.latents, pipeline_case["output.latents"], rtol=0, atol=1e-3 * 27.2)
 

@@ -12,6 +12,7 @@ from edge.bundle import BundleWriter
 from edge.cli import app
 from edge.compile import CompileRequest, compile_bundle
 from edge.errors import EdgeError
+from edge.targets import load_target
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -89,3 +90,16 @@ def test_write_failure_becomes_one_error(tmp_path, monkeypatch):
     with pytest.raises(EdgeError, match="could not write unet.pte \\(No space left on device\\)"):
         writer.write("unet.pte", b"payload")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('quant_modes = ["fp32"]\ndefault_quant = "fp32"\n[graphs]\nunet_batch = 1\n', "unet_batch 1 is not supported"),
+    ('quant_modes = ["fp32"]\ndefault_quant = "int8"\n', "default_quant and tolerance keys must be among quant_modes"),
+    ('quant_modes = "fp32"\n[[', "not a valid target profile"),
+])
+def test_bad_target_profile_is_one_error(tmp_path, monkeypatch, body, expected):
+    header = 'name = "odd"\nbackend = "xnnpack"\ndescription = "x"\nartifact = ".pte"\nruns_here = true\n'
+    (tmp_path / "odd.toml").write_text(header + body)
+    monkeypatch.setattr("edge.targets.TARGETS_DIR", tmp_path)
+    with pytest.raises(EdgeError, match=f"odd.toml: {expected}"):
+        load_target("odd")
