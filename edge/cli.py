@@ -197,8 +197,8 @@ def compile_command(
     request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force)
     started = time.perf_counter()
     try:
-        with progress_steps("calibration pairs", enabled=not as_json) as on_pair:
-            path = compile_bundle(request, say, on_pair)
+        with progress_steps(f"compile {target} {quant or 'default'}", enabled=not as_json) as on_step:
+            path = compile_bundle(request, say, on_step)
     except EdgeError as err:
         _fail(err, debug)
     from edge.bundle import read_bundle

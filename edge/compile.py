@@ -93,21 +93,23 @@ def calibration_recordings(models: Models, graphs: dict[str, GraphSpec], plan: S
 
 
 def compile_bundle(request: CompileRequest, say: Callable[[str], None] = lambda _: None,
-                   on_pair: Callable[[int, int], None] | None = None) -> Path:
+                   on_step: Callable[[int, int], None] = lambda done, total: None) -> Path:
+    """Compile one bundle. say(line) reports stages; on_step(done, total) counts recorded pairs and lowered graphs."""
     profile = load_target(request.target)
     quant = profile.check_quant(request.quant)
     backend = get_backend(profile.backend)
     writer = BundleWriter(request.out, request.force)
     try:
-        return _compile(request, profile, quant, backend, writer, say, on_pair)
+        return _compile(request, profile, quant, backend, writer, say, on_step)
     except BaseException:
         writer.abort()
         raise
 
 
-def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWriter, say, on_pair) -> Path:
+def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWriter, say, on_step) -> Path:
     calib_dir = request.calib or DEFAULT_CALIB_DIR
     calib_pairs, eval_pairs = split_pairs(find_pairs(calib_dir))
+    recorded, total = len(calib_pairs) + len(eval_pairs), len(calib_pairs) + len(eval_pairs) + len(GRAPH_NAMES)
     models = load_models(request)
     for part, identity in (("UNet", models.unet_weights), ("VAE", models.vae_weights)):
         if identity.is_random:
@@ -116,11 +118,13 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
     graphs = build_graphs(preset, models.unet, models.vae)
     plan = sampling_plan(preset.unet.time_features, ddim_schedule(DEFAULT_STEPS, DEFAULT_STRENGTH), DEFAULT_GUIDANCE)
 
-    say(f"recording calibration inputs: {len(calib_pairs)} pairs x {plan.schedule.steps} steps")
-    calibration, cached = calibration_recordings(models, graphs, plan, calib_pairs, "calibration", on_pair)
-    held_out, _ = calibration_recordings(models, graphs, plan, eval_pairs, "held-out")
-    if cached:
-        say("calibration inputs: from cache")
+    calibration, cached = calibration_recordings(models, graphs, plan, calib_pairs, "calibration",
+                                                 lambda done, _: on_step(done, total))
+    held_out, _ = calibration_recordings(models, graphs, plan, eval_pairs, "held-out",
+                                         lambda done, _: on_step(len(calib_pairs) + done, total))
+    on_step(recorded, total)
+    say(f"calibration inputs: {len(calib_pairs)} pairs x {plan.schedule.steps} steps, "
+        f"{len(eval_pairs)} held out ({'from cache' if cached else 'recorded'})")
 
     golden_inputs = {name: held_out[name][GOLDEN_UNET_STEP if name == "unet" else 0] for name in GRAPH_NAMES}
     graph_entries, lowered_files = {}, {}
@@ -137,6 +141,7 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
                                "report": lowered.report}
         say(f"  {name}: {len(lowered.payload) / 1e6:.1f} MB, {lowered.report.get('partitions')} partition(s), "
             f"{lowered.report['seconds']} s")
+        on_step(recorded + GRAPH_NAMES.index(name) + 1, total)
 
     golden = {}
     for name in GRAPH_NAMES:
