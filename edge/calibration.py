@@ -67,7 +67,7 @@ def find_pairs(folder: Path) -> list[ImagePair]:
 
 
 def split_pairs(pairs: list[ImagePair]) -> tuple[list[ImagePair], list[ImagePair]]:
-    """(calibration, held-out evaluation); with a single pair, it serves both."""
+    """(calibration, held-out evaluation). With fewer than HELD_OUT_EVERY pairs, all serve both."""
     held_out = [p for i, p in enumerate(pairs) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
     calibration = [p for p in pairs if p not in held_out]
     return (calibration, held_out) if calibration and held_out else (pairs, pairs)

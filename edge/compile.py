@@ -155,12 +155,12 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
     save_file(golden, writer.path(GOLDEN))
     plan.time_features.numpy().astype("<f4").tofile(writer.path(TIME_FEATURES))
 
-    manifest = _manifest(request, profile, quant, backend, models, plan, graph_entries, calib_dir, calib_pairs)
+    manifest = _manifest(request, profile, quant, backend, models, plan, graph_entries, calib_dir, calib_pairs, eval_pairs)
     return writer.commit(manifest)
 
 
 def _manifest(request, profile, quant, backend, models: Models, plan: SamplingPlan, graphs: dict, calib_dir,
-              calib_pairs) -> dict:
+              calib_pairs, eval_pairs) -> dict:
     preset = models.preset
     return {
         "schema": 1,
@@ -196,7 +196,7 @@ def _manifest(request, profile, quant, backend, models: Models, plan: SamplingPl
                        "unet_latent": "concat(noisy latent 4, latent mask 1, masked-image latent 4) on channels"},
         "postprocess": {"paste_back": f"out * blur(mask) + input * (1 - blur(mask)), Gaussian radius {PASTE_BLUR_RADIUS}"},
         "calibration": {"folder": str(calib_dir), "pairs": [p.name for p in calib_pairs],
-                        "sha256": pairs_digest(calib_pairs)},
+                        "held_out": [p.name for p in eval_pairs], "sha256": pairs_digest(calib_pairs)},
         "tools": {"edge": version("edge"), "python": platform.python_version(), **backend.versions()},
         "golden": GOLDEN,
     }

@@ -35,6 +35,8 @@ def test_bundle_manifest_describes_everything_an_app_needs(tiny_bundles, mode):
                                                   {"name": "time_features", "shape": [1, 32], "dtype": "float32"}]
     assert "time_embedding" in manifest["graphs"]["unet"]["recipe"]["float_ops"] or mode == "fp32"
     assert manifest["tools"]["executorch"] == "1.5.1"
+    assert manifest["calibration"]["pairs"] == ["astronaut", "chelsea", "coffee"]
+    assert manifest["calibration"]["held_out"] == ["rocket"]  # never calibrated on
     plan = bundle.sampling_plan()
     assert plan.time_features.shape == (19, 32) and plan.schedule.steps == 19
 

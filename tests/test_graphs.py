@@ -56,7 +56,7 @@ def test_graph_inputs_are_float_at_static_shapes(graphs, name):
     user_inputs = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     placeholders = {n.name: n.meta["val"] for n in program.graph.nodes if n.op == "placeholder"}
     assert len(user_inputs) == len(spec.inputs)
-    for name_, tensor_spec in zip(user_inputs, spec.inputs):
+    for name_, tensor_spec in zip(user_inputs, spec.inputs, strict=True):
         assert placeholders[name_].dtype == torch.float32
         assert tuple(placeholders[name_].shape) == tensor_spec.shape
 

@@ -18,7 +18,7 @@ def test_published_folder_layout_loads(tmp_path, tiny_vae, safe):
     tiny_vae.save_pretrained(folder, safe_serialization=safe)  # config.json + diffusion_pytorch_model.*
     loaded = load_vae("moebius-tiny", folder)
     assert loaded.config.scaling_factor == 0.13025
-    for (name, ours), (_, theirs) in zip(loaded.state_dict().items(), tiny_vae.state_dict().items()):
+    for (name, ours), (_, theirs) in zip(loaded.state_dict().items(), tiny_vae.state_dict().items(), strict=True):
         assert torch.equal(ours, theirs), name
 
 
