@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from edge.errors import EdgeError
 from edge.models.weights import file_sha256
-from edge.pipeline import SamplingPlan
+from edge.pipeline import CallableGraphs, SamplingPlan
 from edge.schedule import DDIMSchedule
 
 SCHEMA = 1
@@ -127,23 +127,14 @@ def sqnr_db(reference: torch.Tensor, value: torch.Tensor) -> float:
     return float("inf") if noise == 0 else float(10 * torch.log10(signal / noise))
 
 
-class BundleGraphs:
+class BundleGraphs(CallableGraphs):
     """A bundle's three programs in their runtime, as InpaintGraphs for the shared sampling loop."""
 
     def __init__(self, bundle: Bundle):
         from edge.backends import get_backend
 
         backend = get_backend(bundle.manifest["backend"])
-        self.encoder, self.unet, self.decoder = (backend.load(bundle.graph_file(n)) for n in GRAPH_NAMES)
-
-    def encode(self, image):
-        return self.encoder(image)
-
-    def denoise(self, latent, time_features):
-        return self.unet(latent, time_features)
-
-    def decode(self, latent):
-        return self.decoder(latent)
+        super().__init__(*(backend.load(bundle.graph_file(name)) for name in GRAPH_NAMES))
 
 
 def verify_bundle(bundle: Bundle, runs_here: bool) -> dict:

@@ -45,10 +45,7 @@ class ImagePair:
     def load(self, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         picture = open_picture(self.image)
         mask = open_picture(self.mask, "mask") if self.mask else random_mask(*picture.size, seed=zlib.crc32(self.name.encode()))
-        try:
-            picture, binary = prepare_pair(picture, mask)
-        except EdgeError as err:
-            raise EdgeError(f"{self.mask or self.image}: {err.message}") from err
+        picture, binary = prepare_pair(picture, mask, self.mask or f"{self.image} (generated mask)")
         return model_inputs(picture, binary, image_size)
 
 

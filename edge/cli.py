@@ -86,10 +86,7 @@ def inpaint(
             torch.set_num_threads(threads)
         _check_output(out)
         picture, mask_picture = open_picture(image, "image"), open_picture(mask, "mask")
-        try:
-            prepare_pair(picture, mask_picture)
-        except EdgeError as err:
-            raise EdgeError(f"{mask}: {err.message}") from err
+        prepare_pair(picture, mask_picture, mask)  # fail on a bad pair before loading any model
         started = time.perf_counter()
         if bundle is not None:
             graphs, plan, image_size, source = _bundle_graphs(bundle, steps, guidance)

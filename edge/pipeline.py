@@ -37,11 +37,11 @@ class InpaintGraphs(Protocol):
         """(1, 4, s, s) scaled latent -> (1, 3, S, S) in [0, 1]."""
 
 
-class TorchGraphs:
-    """The fp32 torch reference: runs the graph modules eagerly."""
+class CallableGraphs:
+    """InpaintGraphs from three callables (torch modules, loaded programs), run without autograd."""
 
-    def __init__(self, graphs: dict[str, GraphSpec]):
-        self.encoder, self.unet, self.decoder = (graphs[k].module for k in ("encoder", "unet", "decoder"))
+    def __init__(self, encoder: Callable, unet: Callable, decoder: Callable):
+        self.encoder, self.unet, self.decoder = encoder, unet, decoder
 
     @torch.no_grad()
     def encode(self, image):
@@ -54,6 +54,13 @@ class TorchGraphs:
     @torch.no_grad()
     def decode(self, latent):
         return self.decoder(latent)
+
+
+class TorchGraphs(CallableGraphs):
+    """The fp32 torch reference: the graph modules, run eagerly."""
+
+    def __init__(self, graphs: dict[str, GraphSpec]):
+        super().__init__(*(graphs[name].module for name in ("encoder", "unet", "decoder")))
 
 
 @dataclass
@@ -135,13 +142,17 @@ def open_picture(path, what: str = "image") -> Image.Image:
         raise EdgeError(f"{path}: not a readable image ({err.__class__.__name__})") from err
 
 
-def prepare_pair(image: Image.Image, mask: Image.Image) -> tuple[Image.Image, Image.Image]:
-    """RGB image and 0/255 mask (>= 128 -> fill), checked to match and to have something to fill."""
+def prepare_pair(image: Image.Image, mask: Image.Image, mask_source: object = "mask") -> tuple[Image.Image, Image.Image]:
+    """RGB image and 0/255 mask (>= 128 -> fill), checked to match and to have something to fill.
+
+    mask_source names the mask (its file) in the error messages.
+    """
     if image.size != mask.size:
-        raise EdgeError(f"mask is {mask.size[0]}x{mask.size[1]} but the image is {image.size[0]}x{image.size[1]}")
+        raise EdgeError(f"{mask_source}: mask is {mask.size[0]}x{mask.size[1]} "
+                        f"but the image is {image.size[0]}x{image.size[1]}")
     binary_mask = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
     if not binary_mask.getbbox():
-        raise EdgeError("mask is empty: nothing to fill (white = fill, black = keep)")
+        raise EdgeError(f"{mask_source}: mask is empty: nothing to fill (white = fill, black = keep)")
     return image.convert("RGB"), binary_mask
 
 
