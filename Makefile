@@ -16,7 +16,13 @@ demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/edge inpaint calib_data/images/coffee.png calib_data/masks/coffee.png -o out/demo.png --model moebius-0.22b
 
-test: $(STAMP)
+# the report test renders report.html in Debian's Chromium (driven by playwright, which downloads nothing)
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)

@@ -68,8 +68,9 @@ def main() -> None:
         print(f"compiling {mode} ...", file=sys.stderr, flush=True)
         compiled[mode] = compile_mode(mode, path, args.reuse)
 
-    from edge.bundle import BundleGraphs, golden_case, read_bundle, sqnr_db
+    from edge.bundle import BundleGraphs, golden_case, read_bundle
     from edge.graphs import build_graphs
+    from edge.metrics import sqnr_db
     from edge.models import get_preset, load_unet, load_vae
     from edge.pipeline import TorchGraphs, inpaint_tensors, start_noise
 

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from edge.errors import EdgeError
+from edge.metrics import sqnr_db
 from edge.models.weights import file_sha256
 from edge.pipeline import CallableGraphs, SamplingPlan
 from edge.schedule import DDIMSchedule
@@ -119,12 +120,6 @@ def golden_case(bundle: Bundle, graph: str) -> tuple[tuple[torch.Tensor, ...], t
     count = sum(1 for key in golden if key.startswith(f"{graph}.input."))
     inputs = tuple(golden[f"{graph}.input.{j}"] for j in range(count))
     return inputs, golden[f"{graph}.output"], golden[f"{graph}.reference"]
-
-
-def sqnr_db(reference: torch.Tensor, value: torch.Tensor) -> float:
-    noise = (value.double() - reference.double()).pow(2).mean()
-    signal = reference.double().pow(2).mean()
-    return float("inf") if noise == 0 else float(10 * torch.log10(signal / noise))
 
 
 class BundleGraphs(CallableGraphs):

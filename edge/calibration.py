@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from edge.errors import EdgeError
@@ -42,11 +43,14 @@ class ImagePair:
     image: Path
     mask: Path | None  # None: a seeded mask is generated
 
-    def load(self, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def pictures(self) -> tuple[Image.Image, Image.Image]:
+        """(RGB picture, binary mask) at the picture's own size."""
         picture = open_picture(self.image)
         mask = open_picture(self.mask, "mask") if self.mask else random_mask(*picture.size, seed=zlib.crc32(self.name.encode()))
-        picture, binary = prepare_pair(picture, mask, self.mask or f"{self.image} (generated mask)")
-        return model_inputs(picture, binary, image_size)
+        return prepare_pair(picture, mask, self.mask or f"{self.image} (generated mask)")
+
+    def load(self, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return model_inputs(*self.pictures(), image_size)
 
 
 def find_pairs(folder: Path) -> list[ImagePair]:

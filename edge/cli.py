@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -47,12 +47,14 @@ def _check_output(out: Path) -> None:
         raise EdgeError(f"{out}: folder {out.parent} does not exist")
 
 
-def _save_atomically(picture, out: Path) -> None:
-    """Write next to the destination, then rename: an interrupted run leaves no half-written file."""
+def _write_atomically(out: Path, write) -> None:
+    """write(tmp_path) next to the destination, then rename: an interrupted run leaves no half-written file."""
+    if not out.parent.is_dir():
+        raise EdgeError(f"{out}: folder {out.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
-        picture.save(tmp)
+        write(tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -64,15 +66,15 @@ def inpaint(
     image: Annotated[Path, typer.Argument(help="Picture to fill, any size.")],
     mask: Annotated[Path, typer.Argument(help="Same size as IMAGE; white (>= 128) = fill, black = keep.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Result picture (.png, .jpg, .webp, .bmp).")],
-    bundle: Annotated[Optional[Path], typer.Option(help="Run a compiled bundle instead of the torch reference.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Run a compiled bundle instead of the torch reference.")] = None,
     model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
-    weights: Annotated[Optional[Path], typer.Option(help="UNet checkpoint: .bin, .safetensors or published folder.")] = None,
-    vae: Annotated[Optional[Path], typer.Option(help="VAE: diffusers folder or state-dict file.")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, max=1000, help="DDIM steps (20) before strength 0.99 drops the first.")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (2.0, or the bundle's).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="UNet checkpoint: .bin, .safetensors or published folder.")] = None,
+    vae: Annotated[Path | None, typer.Option(help="VAE: diffusers folder or state-dict file.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=1000, help="DDIM steps (20) before strength 0.99 drops the first.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (2.0, or the bundle's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the start noise (and of random weights).")] = 0,
     noise_offset: Annotated[float, typer.Option(help="Per-channel start-noise offset (published: 0.0357).")] = 0.0357,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
@@ -96,7 +98,7 @@ def inpaint(
 
         with progress_steps(f"inpaint {source['model']}", enabled=not as_json) as on_step:
             result = inpaint_image(graphs, plan, image_size, picture, mask_picture, seed, noise_offset, on_step)
-        _save_atomically(result, out)
+        _write_atomically(out, result.save)
     except EdgeError as err:
         _fail(err, debug)
     summary = {"output": str(out), "size": list(picture.size), "steps": plan.schedule.steps,
@@ -176,12 +178,13 @@ def targets(as_json: Annotated[bool, typer.Option("--json")] = False):
 def compile_command(
     target: Annotated[str, typer.Option(help="Target profile name (see `edge targets`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to create.")],
-    quant: Annotated[Optional[str], typer.Option(help="Quant mode (default: the target's).")] = None,
+    quant: Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")] = None,
     model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
-    weights: Annotated[Optional[Path], typer.Option(help="UNet checkpoint.")] = None,
-    vae: Annotated[Optional[Path], typer.Option(help="VAE folder or state-dict file.")] = None,
-    calib: Annotated[Optional[Path], typer.Option(help="Calibration images (and masks/ of the same name).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="UNet checkpoint.")] = None,
+    vae: Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")] = None,
+    calib: Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    recipe: Annotated[Path | None, typer.Option(help="Mixed-precision recipe (from edge sensitivity).")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
@@ -191,7 +194,7 @@ def compile_command(
     from edge.progress import progress_steps
 
     say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
-    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force)
+    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe)
     started = time.perf_counter()
     try:
         with progress_steps(f"compile {target} {quant or 'default'}", enabled=not as_json) as on_step:
@@ -210,6 +213,118 @@ def compile_command(
     else:
         typer.echo(f"wrote {path} ({manifest['target']} {manifest['quant']}, {summary['seconds']} s); golden SQNR vs fp32: "
                    + ", ".join(f"{n} {g['golden_sqnr_db']} dB" for n, g in summary["graphs"].items()))
+
+
+@app.command()
+def check(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (from edge compile).")],
+    eval_dir: Annotated[Path | None, typer.Option("--eval", help="Image/mask pairs to evaluate on (default: the held-out split of calib_data/).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="UNet checkpoint the bundle was built from (default: the manifest's path).")] = None,
+    vae: Annotated[Path | None, typer.Option(help="VAE the bundle was built from (default: the manifest's path).")] = None,
+    gates: Annotated[Path | None, typer.Option(help="TOML file of gate overrides: metric = threshold.")] = None,
+    gate: Annotated[list[str] | None, typer.Option(help="Override one gate: metric=threshold, low..high, or metric=off. Repeatable.")] = None,
+    lpips_weights: Annotated[Path | None, typer.Option(help="Folder with AlexNet + LPIPS weights (else LPIPS is skipped).")] = None,
+    report: Annotated[Path | None, typer.Option(help="report.html to write (default: BUNDLE-report.html beside the bundle).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON on stdout.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Measure a bundle against the fp32 model and gate it: exit 0 when all gates pass, 1 when one fails, 2 on bad input."""
+    from edge.check import CheckRequest, plan_check, run_check
+    from edge.progress import progress_steps
+    from edge.report import render_report
+
+    say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    report = report or bundle.parent / f"{bundle.resolve().name}-report.html"
+    request = CheckRequest(bundle, eval_dir, weights, vae, gates, tuple(gate or ()), lpips_weights)
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        if not report.parent.is_dir():
+            raise EdgeError(f"{report}: folder {report.parent} does not exist")
+        plan = plan_check(request)
+        with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
+            result = run_check(plan, say, on_step)
+        page = render_report(result)
+        _write_atomically(report, lambda tmp: Path(tmp).write_text(page))
+    except EdgeError as err:
+        _fail(err, debug)
+    payload = {"command": "check", "report": str(report), **result.to_json()}
+    if as_json:
+        _emit_json(payload)
+    else:
+        _print_gates(payload)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_gates(payload: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{payload['model']} {payload['target']} {payload['quant']} vs fp32")
+    for column in ("metric", "threshold", "value", "status"):
+        table.add_column(column)
+    colors = {"pass": "green", "fail": "red", "skipped": "dim"}
+    for gate in payload["gates"]:
+        value = gate["value"]
+        shown = "—" if value is None else "..".join(map(str, value)) if isinstance(value, list) else str(value)
+        table.add_row(gate["metric"], gate["threshold"], shown, f"[{colors[gate['status']]}]{gate['status']}[/]")
+    console = Console()
+    console.print(table)
+    for notice in payload["notices"]:
+        console.print(f"note: {notice}", highlight=False, soft_wrap=True)
+    verdict = "[green]PASS[/]" if payload["passed"] else "[red]FAIL[/]"
+    console.print(f"{verdict} {payload['bundle']}; report: {payload['report']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def sensitivity(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Ranking JSON to write.")],
+    recipe_out: Annotated[Path | None, typer.Option("--recipe", help="Recipe TOML to write (default: OUT with .recipe.toml).")] = None,
+    target: Annotated[str, typer.Option(help="Target profile whose quantizer is measured.")] = "xnnpack",
+    quant: Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")] = None,
+    model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
+    weights: Annotated[Path | None, typer.Option(help="UNet checkpoint.")] = None,
+    vae: Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")] = None,
+    calib: Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    granularity: Annotated[str, typer.Option(help="layer (each ResNet/transformer/resampler) or block (each list of them).")] = "layer",
+    float_fraction: Annotated[float, typer.Option(help="At most this share of the quantizable weights kept float by the recipe.")] = 0.1,
+    calibration_samples: Annotated[int, typer.Option(min=1, help="UNet calibration samples per variant.")] = 6,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Rank the UNet's layer groups by how much quantizing them costs; write a mixed-precision recipe."""
+    from edge.progress import progress_steps
+    from edge.sensitivity import SensitivityRequest, run_sensitivity
+
+    recipe_out = recipe_out or out.with_suffix(".recipe.toml")
+    say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    request = SensitivityRequest(model, target, quant, weights, vae, calib, seed, granularity, float_fraction,
+                                 calibration_samples)
+    try:
+        for path in (out, recipe_out):
+            if not path.parent.is_dir():
+                raise EdgeError(f"{path}: folder {path.parent} does not exist")
+        with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
+            result, recipe = run_sensitivity(request, say, on_variant)
+        payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
+                   "granularity": granularity, **result.to_json(), "recipe": {"file": str(recipe_out), **recipe.to_json()}}
+        _write_atomically(out, lambda tmp: Path(tmp).write_text(json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n"))
+        _write_atomically(recipe_out, lambda tmp: Path(tmp).write_text(recipe.to_toml()))
+    except EdgeError as err:
+        _fail(err, debug)
+    if as_json:
+        _emit_json(payload)
+        return
+    typer.echo(f"all {recipe.quant}: UNet SQNR {result.quantized_db:.2f} dB; most sensitive groups (gain when kept float):")
+    for row in result.groups[:10]:
+        typer.echo(f"  {row.gain_db:+6.2f} dB  {row.group.name}  ({row.group.float_cost_mb:.1f} MB float cost; "
+                   f"alone {row.only_db:.1f} dB)")
+    typer.echo(f"wrote {out} and {recipe_out}: {len(recipe.modules_for('unet'))} group(s) float -> UNet SQNR "
+               f"{recipe.expected['unet_sqnr_db']} dB (+{recipe.expected['extra_mb']} MB)")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """`edge compile`: model -> graphs -> calibration -> lowered programs -> bundle.
 
 Stages, each a function of the previous stage's object:
-  load_models(request)                        -> Models (modules + weight identities)
+  load_models(model, weights, vae, seed)      -> Models (modules + weight identities)
   build_graphs(preset, unet, vae)             -> {name: GraphSpec}           (edge.graphs)
   prepare_graph(spec, rewrites)               -> PreparedGraph               (BN folded, target rewrites)
   calibration_recordings(models, plan, pairs) -> {graph: [inputs, ...]}      (timestep-aware, cached)
@@ -22,13 +22,16 @@ from safetensors.torch import save_file
 from torch import nn
 
 from edge.backends import get_backend
-from edge.bundle import GOLDEN, GRAPH_NAMES, TIME_FEATURES, BundleWriter, sqnr_db
+from edge.bundle import GOLDEN, GRAPH_NAMES, TIME_FEATURES, BundleWriter
 from edge.calibration import DEFAULT_CALIB_DIR, cached_recordings, find_pairs, pairs_digest, record, split_pairs
 from edge.errors import EdgeError
 from edge.graphs import GraphSpec, TensorSpec, build_graphs, fold_batch_norms
+from edge.metrics import sqnr_db
 from edge.models import Preset, WeightsIdentity, get_preset, load_unet, load_vae, weights_identity
 from edge.models.unet import NUM_CONDITIONING_TOKENS
+from edge.models.weights import file_sha256
 from edge.pipeline import NOISE_OFFSET, PASTE_BLUR_RADIUS, SamplingPlan, TorchGraphs, sampling_plan
+from edge.recipe import Recipe, check_modules, check_recipe, read_recipe
 from edge.rewrites import REWRITES
 from edge.schedule import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, ddim_schedule
 from edge.targets import TargetProfile, load_target
@@ -47,6 +50,7 @@ class CompileRequest:
     calib: Path | None = None
     seed: int = 0
     force: bool = False
+    recipe: Path | None = None  # mixed-precision recipe (edge.recipe)
 
 
 @dataclass
@@ -67,11 +71,15 @@ class PreparedGraph:
     outputs: tuple[TensorSpec, ...]
 
 
-def load_models(request: CompileRequest) -> Models:
-    preset = get_preset(request.model)
-    unet_id, vae_id = weights_identity(request.weights, request.seed), weights_identity(request.vae, request.seed)
-    return Models(preset, load_unet(preset, request.weights, request.seed), load_vae(preset, request.vae, request.seed),
-                  unet_id, vae_id)
+def load_models(model: str, weights: Path | None, vae: Path | None, seed: int) -> Models:
+    preset = get_preset(model)
+    unet_id, vae_id = weights_identity(weights, seed), weights_identity(vae, seed)
+    return Models(preset, load_unet(preset, weights, seed), load_vae(preset, vae, seed), unet_id, vae_id)
+
+
+def default_sampling_plan(preset: Preset) -> SamplingPlan:
+    """The published sampling: DDIM 20 steps at strength 0.99 (19 run), guidance 2.0."""
+    return sampling_plan(preset.unet.time_features, ddim_schedule(DEFAULT_STEPS, DEFAULT_STRENGTH), DEFAULT_GUIDANCE)
 
 
 def prepare_graph(spec: GraphSpec, rewrites: tuple[str, ...], example_inputs: tuple[torch.Tensor, ...]) -> PreparedGraph:
@@ -96,27 +104,33 @@ def compile_bundle(request: CompileRequest, say: Callable[[str], None] = lambda 
                    on_step: Callable[[int, int], None] = lambda done, total: None) -> Path:
     """Compile one bundle. say(line) reports stages; on_step(done, total) counts recorded pairs and lowered graphs."""
     profile = load_target(request.target)
-    quant = profile.check_quant(request.quant)
+    recipe = read_recipe(request.recipe) if request.recipe else None
+    quant = profile.check_quant(request.quant or (recipe.quant if recipe else None))
+    if recipe:
+        check_recipe(recipe, request.recipe, request.model, profile.name, quant)
     backend = get_backend(profile.backend)
     writer = BundleWriter(request.out, request.force)
     try:
-        return _compile(request, profile, quant, backend, writer, say, on_step)
+        return _compile(request, profile, quant, recipe, backend, writer, say, on_step)
     except BaseException:
         writer.abort()
         raise
 
 
-def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWriter, say, on_step) -> Path:
+def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, backend, writer: BundleWriter, say,
+             on_step) -> Path:
     calib_dir = request.calib or DEFAULT_CALIB_DIR
     calib_pairs, eval_pairs = split_pairs(find_pairs(calib_dir))
     recorded, total = len(calib_pairs) + len(eval_pairs), len(calib_pairs) + len(eval_pairs) + len(GRAPH_NAMES)
-    models = load_models(request)
+    models = load_models(request.model, request.weights, request.vae, request.seed)
     for part, identity in (("UNet", models.unet_weights), ("VAE", models.vae_weights)):
         if identity.is_random:
             say(f"WARNING: {part} has RANDOM weights (seed {identity.seed}); the bundle is for testing only")
     preset = models.preset
     graphs = build_graphs(preset, models.unet, models.vae)
-    plan = sampling_plan(preset.unet.time_features, ddim_schedule(DEFAULT_STEPS, DEFAULT_STRENGTH), DEFAULT_GUIDANCE)
+    for name in GRAPH_NAMES if recipe else ():
+        check_modules(recipe, request.recipe, name, {n for n, _ in graphs[name].module.named_modules()})
+    plan = default_sampling_plan(preset)
 
     calibration, cached = calibration_recordings(models, graphs, plan, calib_pairs, "calibration",
                                                  lambda done, _: on_step(done, total))
@@ -131,13 +145,15 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
     for name in GRAPH_NAMES:
         spec = graphs[name]
         prepared = prepare_graph(spec, profile.rewrites, golden_inputs[name])
-        say(f"lowering {name} ({quant}) for {profile.name}")
-        lowered = backend.lower(prepared, quant, calibration[name])
+        float_modules = recipe.modules_for(name) if recipe else ()
+        say(f"lowering {name} ({quant}{', recipe' if float_modules else ''}) for {profile.name}")
+        lowered = backend.lower(prepared, quant, calibration[name], float_modules)
         file_name = f"{name}{profile.artifact}"
         lowered_files[name] = writer.write(file_name, lowered.payload)
         graph_entries[name] = {"file": file_name, "inputs": [s.to_json() for s in spec.inputs],
                                "outputs": [s.to_json() for s in spec.outputs],
-                               "recipe": {"quant": quant, "float_ops": lowered.float_ops, "rewrites": list(profile.rewrites)},
+                               "recipe": {"quant": quant, "float_ops": lowered.float_ops, "float_modules": list(float_modules),
+                                          "rewrites": list(profile.rewrites)},
                                "report": lowered.report}
         say(f"  {name}: {len(lowered.payload) / 1e6:.1f} MB, {lowered.report.get('partitions')} partition(s), "
             f"{lowered.report['seconds']} s")
@@ -156,6 +172,8 @@ def _compile(request, profile: TargetProfile, quant, backend, writer: BundleWrit
     plan.time_features.numpy().astype("<f4").tofile(writer.path(TIME_FEATURES))
 
     manifest = _manifest(request, profile, quant, backend, models, plan, graph_entries, calib_dir, calib_pairs, eval_pairs)
+    if recipe:
+        manifest["recipe"] = {"file": str(request.recipe), "sha256": file_sha256(request.recipe), **recipe.to_json()}
     return writer.commit(manifest)
 
 

@@ -166,9 +166,14 @@ def model_inputs(image: Image.Image, binary_mask: Image.Image, image_size: int) 
 
 def paste_back(result: Image.Image, original: Image.Image, binary_mask: Image.Image) -> Image.Image:
     """result * blur(mask) + original * (1 - blur(mask)); exact copies of the original where blur = 0."""
-    weight = np.asarray(binary_mask.filter(ImageFilter.GaussianBlur(PASTE_BLUR_RADIUS)), dtype=np.float64)[..., None] / 255
+    weight = paste_weight(binary_mask)[..., None]  # (H, W, 1)
     blended = np.asarray(result, dtype=np.float64) * weight + np.asarray(original, dtype=np.float64) * (1 - weight)
     return Image.fromarray(np.rint(blended).astype(np.uint8))
+
+
+def paste_weight(binary_mask: Image.Image) -> np.ndarray:
+    """(H, W) float64 in [0, 1]: how much of the model's result a pixel takes; 0 = the input's pixel, unchanged."""
+    return np.asarray(binary_mask.filter(ImageFilter.GaussianBlur(PASTE_BLUR_RADIUS)), dtype=np.float64) / 255
 
 
 def to_tensor(picture: Image.Image) -> torch.Tensor:

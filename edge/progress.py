@@ -11,15 +11,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 @contextmanager
 def progress_steps(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """Yields on_step(done, total); draws a bar on stderr while enabled."""
+    """Yields on_step(done, total); draws a bar on stderr while enabled, from the first step on (so a
+    command that fails while checking its input prints only its error line)."""
     if not enabled:
         yield lambda done, total: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=None)
+    progress = Progress(*columns, console=Console(stderr=True), transient=False)
+    task = progress.add_task(description, total=None)
 
-        def on_step(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def on_step(done: int, total: int) -> None:
+        progress.start()  # no-op once started
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield on_step
+    finally:
+        progress.stop()

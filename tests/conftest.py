@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,47 @@ def tiny_bundles(tmp_path_factory, parity_file, pipeline_file):
     folder = tmp_path_factory.mktemp("bundles")
     return {mode: compile_bundle(CompileRequest("moebius-tiny", "xnnpack", mode, folder / mode, parity_file, pipeline_file))
             for mode in XNNPACK_MODES}
+
+
+@pytest.fixture(scope="session")
+def lpips_folder(tmp_path_factory) -> Path:
+    """Seeded random LPIPS weights in the layout of the published files (torchvision AlexNet + lpips alex.pth)."""
+    import torch
+
+    from edge.lpips import ALEXNET_CONVS
+
+    folder = tmp_path_factory.mktemp("lpips")
+    generator = torch.Generator().manual_seed(0)
+    features, heads = {}, {}
+    for k, (index, cin, cout, kernel, _, _) in enumerate(ALEXNET_CONVS):
+        features[f"features.{index}.weight"] = torch.randn(cout, cin, kernel, kernel, generator=generator) * 0.05
+        features[f"features.{index}.bias"] = torch.zeros(cout)
+        heads[f"lin{k}.model.1.weight"] = torch.rand(1, cout, 1, 1, generator=generator)
+    torch.save(features, folder / "alexnet-owt-7be5be79.pth")
+    torch.save(heads, folder / "alex.pth")
+    return folder
+
+
+@dataclass
+class CheckRun:
+    exit_code: int
+    payload: dict
+    report: Path
+
+
+def run_check_cli(bundle: Path, report: Path, *extra: str) -> CheckRun:
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    result = CliRunner().invoke(app, ["check", str(bundle), "--report", str(report), "--json", *extra])
+    assert result.exit_code in (0, 1), result.output
+    return CheckRun(result.exit_code, json.loads(result.stdout), report)
+
+
+@pytest.fixture(scope="session")
+def tiny_checks(tiny_bundles, tmp_path_factory, lpips_folder) -> dict[str, CheckRun]:
+    """`edge check --json` run once on each tiny bundle (LPIPS with the random weights above)."""
+    folder = tmp_path_factory.mktemp("checks")
+    return {mode: run_check_cli(path, folder / f"{mode}.html", "--lpips-weights", str(lpips_folder))
+            for mode, path in tiny_bundles.items()}

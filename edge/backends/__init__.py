@@ -30,14 +30,19 @@ Program = Callable[..., torch.Tensor]  # a loaded artifact: tensors in, first ou
 
 
 class Backend(Protocol):
-    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]) -> LoweredGraph:
-        """Lower a PreparedGraph (edge.compile) in quant mode `quant`, calibrating on `calibration`."""
+    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
+              float_modules: tuple[str, ...] = ()) -> LoweredGraph:
+        """Lower a PreparedGraph (edge.compile) in quant mode `quant`, calibrating on `calibration`;
+        float_modules (module paths in the graph, from a recipe) stay in floating point."""
 
     def load(self, path: Path) -> Program:
         """Load an artifact for running here; EdgeError when this machine has no runtime for it."""
 
     def versions(self) -> dict[str, str]:
         """Versions of the tools this backend lowered with, for the manifest."""
+
+    # Optional, for `edge sensitivity`: simulator(graph, quant, calibration) -> (float_modules -> a torch
+    # callable computing the graph as `lower` would quantize it with those modules float).
 
 
 def get_backend(name: str) -> Backend:

@@ -12,7 +12,8 @@ Quant modes:
   int8-dynamic  int8 weights and activations quantized at run time, for the linear layers (XNNPACK's
                 dynamic quantization has no depthwise conv, and its conv path breaks the channels-last
                 pass); convolutions stay fp32.
-The timestep MLP (time_embedding) stays fp32 in every mode: its error would shift every block.
+The timestep MLP (time_embedding) stays fp32 in every mode: its error would shift every block. A
+mixed-precision recipe (`edge compile --recipe`) names more modules to keep fp32.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from edge.errors import EdgeError
 
 QUANT_MODES = ("fp32", "int8", "int8-dynamic")
 MAX_CALIBRATION_SAMPLES = 20  # evenly strided over the recordings, so every timestep stays represented
-FLOAT_MODULES = ("time_embedding",)  # never quantized
+ALWAYS_FLOAT_MODULES = ("denoiser.time_embedding",)  # never quantized
 
 
-def _quantizer(quant: str):
+def _quantizer(quant: str, float_modules: tuple[str, ...]):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -44,13 +45,15 @@ def _quantizer(quant: str):
         torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
     for op in ops:
         quantizer.set_operator_type(op, config)
-    quantizer.set_filter_function(_quantizable)
+    keep_float = (*ALWAYS_FLOAT_MODULES, *float_modules)
+    quantizer.set_filter_function(lambda node: not _inside_any(node, keep_float))
     return quantizer
 
 
-def _quantizable(node: torch.fx.Node) -> bool:
-    stack = node.meta.get("nn_module_stack", {})
-    return not any(part in path for path, _ in stack.values() for part in FLOAT_MODULES)
+def _inside_any(node: torch.fx.Node, modules: tuple[str, ...]) -> bool:
+    """Whether the node was traced inside one of the modules (dotted paths in the graph module)."""
+    paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+    return any(path == module or path.startswith(module + ".") for path in paths for module in modules)
 
 
 def _float_ops(quant: str) -> list[str]:
@@ -92,28 +95,51 @@ def _op_name(target) -> str:
     return text.removeprefix("<EdgeOpOverload: ").split(">")[0]
 
 
+def _exported(graph) -> torch.export.ExportedProgram:
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    return constant_prop_pass(torch.export.export(graph.module, graph.example_inputs, strict=False))
+
+
+def _quantized(program: torch.export.ExportedProgram, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
+               float_modules: tuple[str, ...]) -> torch.fx.GraphModule:
+    """PT2E: annotate, observe the calibration samples, convert. The result runs in torch (reference q/dq)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    observed = prepare_pt2e(program.module(), _quantizer(quant, float_modules))
+    with torch.no_grad():
+        for sample in calibration:  # dynamic mode needs one pass too: weight observers
+            observed(*sample)
+    return convert_pt2e(observed)
+
+
+def _strided(calibration: Sequence[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
+    stride = max(1, -(-len(calibration) // MAX_CALIBRATION_SAMPLES))
+    return list(calibration)[::stride]
+
+
+def _check_quant(quant: str) -> None:
+    if quant not in QUANT_MODES:
+        raise EdgeError(f"xnnpack has no quant mode '{quant}': choose one of {', '.join(QUANT_MODES)}")
+
+
 class XnnpackBackend:
     name = "xnnpack"
 
-    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]) -> LoweredGraph:
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
+              float_modules: tuple[str, ...] = ()) -> LoweredGraph:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackPartitioner,
+        )
         from executorch.exir import to_edge_transform_and_lower
-        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        if quant not in QUANT_MODES:
-            raise EdgeError(f"xnnpack has no quant mode '{quant}': choose one of {', '.join(QUANT_MODES)}")
+        _check_quant(quant)
         started = time.perf_counter()
-        inputs = graph.example_inputs
-        program = constant_prop_pass(torch.export.export(graph.module, inputs, strict=False))
-        stride = max(1, -(-len(calibration) // MAX_CALIBRATION_SAMPLES))
-        calibration = list(calibration)[::stride]
+        program = _exported(graph)
+        calibration = _strided(calibration)
         if quant != "fp32":
-            observed = prepare_pt2e(program.module(), _quantizer(quant))
-            with torch.no_grad():
-                for sample in calibration:  # dynamic mode needs one pass too: weight observers
-                    observed(*sample)
-            program = torch.export.export(convert_pt2e(observed), inputs, strict=False)
+            program = torch.export.export(_quantized(program, quant, calibration, tuple(float_modules)),
+                                          graph.example_inputs, strict=False)
         program = _split_repeated_cat_inputs(program)
         exported_nodes = sum(1 for n in program.graph.nodes if n.op == "call_function")
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
@@ -126,6 +152,13 @@ class XnnpackBackend:
                   "calibration_samples": len(calibration) if quant != "fp32" else 0,
                   "seconds": round(time.perf_counter() - started, 1)}
         return LoweredGraph(graph.name, payload, _float_ops(quant), report)
+
+    def simulator(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]):
+        """float_modules -> the graph quantized as `lower` would, keeping those modules float, run in torch
+        (reference quantize/dequantize kernels: XNNPACK's own differ by rounding). Exports once."""
+        _check_quant(quant)
+        program, calibration = _exported(graph), _strided(calibration)
+        return lambda float_modules: _quantized(program, quant, calibration, tuple(float_modules))
 
     def load(self, path: Path) -> Program:
         from executorch.runtime import Runtime

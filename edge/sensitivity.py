@@ -1,0 +1,212 @@
+"""Per-layer sensitivity of the UNet to quantization, and the mixed-precision recipe it suggests.
+
+The UNet graph is cut into layer groups (`layer_groups`): conv_in, conv_out and, at granularity
+"layer", every ResNet, transformer and resampling block of the down and up paths (at "block", each
+of those lists as one group). With the target's own quantizer run in torch (the backend's
+`simulator`), for each group:
+
+  only     quantize this group alone, everything else float: the SQNR it costs by itself;
+  without  quantize everything but this group: the SQNR gained by keeping it float (gain_db, against
+           the all-quantized graph).
+
+SQNR is the UNet output's against fp32 over held-out recorded inputs (signal and noise summed over
+the samples: high, middle and low timesteps of each held-out pair). The recipe keeps float the
+groups with the best gain per extra megabyte until `float_fraction` of the quantizable weights
+are float, then measures that mix once more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge.backends import get_backend
+from edge.calibration import DEFAULT_CALIB_DIR, find_pairs, split_pairs
+from edge.compile import calibration_recordings, default_sampling_plan, load_models, prepare_graph
+from edge.errors import EdgeError
+from edge.graphs import build_graphs
+from edge.metrics import sqnr_db
+from edge.recipe import Recipe
+from edge.targets import load_target
+
+GRANULARITIES = ("layer", "block")
+FLOAT_BYTES_PER_WEIGHT = 3  # an fp32 weight costs 4 bytes where an int8 one costs 1
+EVAL_STEPS_PER_PAIR = 3  # first, middle and last sampling step of each held-out pair
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    name: str  # module path in the UNet graph module, e.g. "denoiser.up_blocks.0.attentions.2"
+    weights: int  # conv and linear weight values in the group (what quantization shrinks)
+
+    @property
+    def float_cost_mb(self) -> float:
+        return self.weights * FLOAT_BYTES_PER_WEIGHT / 1e6
+
+
+@dataclass(frozen=True)
+class GroupSensitivity:
+    group: LayerGroup
+    only_db: float  # SQNR with only this group quantized
+    without_db: float  # SQNR with everything but this group quantized
+    gain_db: float  # without_db - SQNR of the all-quantized graph
+
+    def to_json(self) -> dict:
+        return {"group": self.group.name, "weights": self.group.weights,
+                "float_cost_mb": round(self.group.float_cost_mb, 3), "only_db": round(self.only_db, 2),
+                "without_db": round(self.without_db, 2), "gain_db": round(self.gain_db, 2)}
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    quantized_db: float  # SQNR of the all-quantized UNet
+    groups: tuple[GroupSensitivity, ...]  # ranked, highest gain first
+    eval_samples: int
+    calibration_samples: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"all_quantized_sqnr_db": round(self.quantized_db, 2), "eval_samples": self.eval_samples,
+                "calibration_samples": self.calibration_samples, "seconds": round(self.seconds, 1),
+                "ranking": [g.to_json() for g in self.groups]}
+
+
+def _weights(module: nn.Module) -> int:
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)))
+
+
+def layer_groups(unet_graph: nn.Module, granularity: str = "layer") -> list[LayerGroup]:
+    """The UNet graph's quantizable units, in graph order (time_embedding is never quantized)."""
+    if granularity not in GRANULARITIES:
+        raise EdgeError(f"granularity {granularity!r}: choose one of {', '.join(GRANULARITIES)}")
+    denoiser = unet_graph.denoiser
+    groups = [LayerGroup("denoiser.conv_in", _weights(denoiser.conv_in))]
+    for path in ("down_blocks", "up_blocks"):
+        for index, block in enumerate(getattr(denoiser, path)):
+            for part, modules in block.named_children():  # resnets, attentions, downsamplers / upsamplers
+                prefix = f"denoiser.{path}.{index}.{part}"
+                if granularity == "block":
+                    groups.append(LayerGroup(prefix, _weights(modules)))
+                else:
+                    groups += [LayerGroup(f"{prefix}.{j}", _weights(m)) for j, m in enumerate(modules)]
+    groups.append(LayerGroup("denoiser.conv_out", _weights(denoiser.conv_out)))
+    return [g for g in groups if g.weights]
+
+
+def evaluation_samples(held_out_unet: Sequence[tuple[torch.Tensor, ...]], steps: int) -> list[tuple[torch.Tensor, ...]]:
+    """First, middle and last step of each held-out pair's recorded UNet inputs."""
+    picks = sorted({0, steps // 2, steps - 1})[:EVAL_STEPS_PER_PAIR]
+    return [held_out_unet[start + i] for start in range(0, len(held_out_unet), steps) for i in picks]
+
+
+def summed_sqnr_db(references: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> float:
+    """SQNR with signal and noise summed over all samples."""
+    return sqnr_db(torch.cat([r.flatten() for r in references]), torch.cat([v.flatten() for v in values]))
+
+
+def measure_sensitivity(reference: nn.Module, simulate: Callable[[tuple[str, ...]], Callable],
+                        groups: Sequence[LayerGroup], samples: Sequence[tuple[torch.Tensor, ...]],
+                        calibration_samples: int,
+                        on_variant: Callable[[int, int], None] = lambda done, total: None) -> SensitivityResult:
+    """simulate(float_modules) -> the graph quantized with those modules left float, runnable in torch."""
+    started = time.perf_counter()
+    with torch.no_grad():
+        references = [reference(*sample) for sample in samples]
+    total, done = 1 + 2 * len(groups), 0
+
+    def sqnr(float_modules: tuple[str, ...]) -> float:
+        nonlocal done
+        program = simulate(float_modules)
+        with torch.no_grad():
+            values = [program(*sample) for sample in samples]
+        done += 1
+        on_variant(done, total)
+        return summed_sqnr_db(references, values)
+
+    names = tuple(g.name for g in groups)
+    quantized_db = sqnr(())
+    rows = []
+    for group in groups:
+        only_db = sqnr(tuple(n for n in names if n != group.name))
+        without_db = sqnr((group.name,))
+        rows.append(GroupSensitivity(group, only_db, without_db, without_db - quantized_db))
+    rows.sort(key=lambda row: row.gain_db, reverse=True)
+    return SensitivityResult(quantized_db, tuple(rows), len(samples), calibration_samples,
+                             time.perf_counter() - started)
+
+
+def choose_float_groups(result: SensitivityResult, float_fraction: float) -> list[LayerGroup]:
+    """Groups with a positive gain, best gain per extra megabyte first, while the float weights stay
+    within float_fraction of all quantizable weights."""
+    budget = float_fraction * sum(row.group.weights for row in result.groups)
+    chosen, used = [], 0
+    for row in sorted(result.groups, key=lambda r: r.gain_db / max(r.group.float_cost_mb, 1e-6), reverse=True):
+        if row.gain_db > 0 and used + row.group.weights <= budget:
+            chosen.append(row.group)
+            used += row.group.weights
+    return chosen
+
+
+def suggest_recipe(result: SensitivityResult, chosen: Sequence[LayerGroup], simulate, reference: nn.Module,
+                   samples, *, model: str, target: str, quant: str, float_fraction: float) -> Recipe:
+    """The recipe keeping `chosen` float, with its SQNR measured the same way as the ranking's."""
+    float_modules = tuple(g.name for g in chosen)
+    program = simulate(float_modules)
+    with torch.no_grad():
+        predicted = summed_sqnr_db([reference(*s) for s in samples], [program(*s) for s in samples])
+    return Recipe(model=model, target=target, quant=quant, float_modules={"unet": float_modules},
+                  expected={"unet_sqnr_db": round(predicted, 2), "all_quantized_unet_sqnr_db": round(result.quantized_db, 2),
+                            "float_fraction": float_fraction,
+                            "extra_mb": round(sum(g.float_cost_mb for g in chosen), 2)})
+
+
+@dataclass(frozen=True)
+class SensitivityRequest:
+    model: str
+    target: str
+    quant: str | None
+    weights: Path | None = None
+    vae: Path | None = None
+    calib: Path | None = None
+    seed: int = 0
+    granularity: str = "layer"
+    float_fraction: float = 0.1
+    calibration_samples: int = 6
+
+
+def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = lambda _: None,
+                    on_variant: Callable[[int, int], None] = lambda done, total: None) -> tuple[SensitivityResult, Recipe]:
+    """Rank the UNet's layer groups for request.target / quant and suggest a recipe."""
+    profile = load_target(request.target)
+    quant = profile.check_quant(request.quant)
+    if quant == "fp32":
+        raise EdgeError("sensitivity needs a quantized mode: fp32 has nothing to rank")
+    if not 0 <= request.float_fraction <= 1:
+        raise EdgeError(f"--float-fraction {request.float_fraction} must be within 0..1")
+    backend = get_backend(profile.backend)
+    if not hasattr(backend, "simulator"):
+        raise EdgeError(f"target {profile.name}: its backend cannot run its quantizer in torch, so no sensitivity")
+    calib_pairs, eval_pairs = split_pairs(find_pairs(request.calib or DEFAULT_CALIB_DIR))
+    models = load_models(request.model, request.weights, request.vae, request.seed)
+    graphs = build_graphs(models.preset, models.unet, models.vae)
+    plan = default_sampling_plan(models.preset)
+    calibration, _ = calibration_recordings(models, graphs, plan, calib_pairs, "calibration")
+    held_out, _ = calibration_recordings(models, graphs, plan, eval_pairs, "held-out")
+    samples = evaluation_samples(held_out["unet"], plan.schedule.steps)
+    unet = prepare_graph(graphs["unet"], profile.rewrites, samples[0])
+    stride = max(1, len(calibration["unet"]) // request.calibration_samples)
+    calibration_set = calibration["unet"][::stride][: request.calibration_samples]
+    simulate = backend.simulator(unet, quant, calibration_set)
+    groups = layer_groups(unet.module, request.granularity)
+    say(f"{len(groups)} layer groups x 2 variants, {len(calibration_set)} calibration and {len(samples)} "
+        f"held-out samples")
+    result = measure_sensitivity(unet.module, simulate, groups, samples, len(calibration_set), on_variant)
+    chosen = choose_float_groups(result, request.float_fraction)
+    recipe = suggest_recipe(result, chosen, simulate, unet.module, samples, model=models.preset.name,
+                            target=profile.name, quant=quant, float_fraction=request.float_fraction)
+    return result, recipe
