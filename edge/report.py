@@ -83,7 +83,8 @@ def line_chart(title: str, labels: list, series: dict[str, list[float]], band: t
     for (name, values), color in zip(series.items(), ("#1f5fbf", "#e07b00", "#17803d"), strict=False):
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
-        parts.append(f'<text x="{width - right - 4}" y="{top + 14 + 14 * list(series).index(name)}" text-anchor="end" fill="{color}">{html.escape(name)}</text>')
+        legend_x = width - right - 48 * (len(series) - 1 - list(series).index(name))  # legend above the plot, right-aligned
+        parts.append(f'<text x="{legend_x}" y="14" text-anchor="end" fill="{color}">{html.escape(name)}</text>')
     parts.append(f'<text x="{(width + left) / 2}" y="{height - 4}" text-anchor="middle">timestep (sampling order)</text></svg>')
     return "".join(parts)
 
