@@ -24,10 +24,10 @@ from edge.graphs import build_graphs
 from edge.models import cfg_input_ids, get_preset, load_unet, load_vae
 from edge.pipeline import TorchGraphs, inpaint_tensors, sampling_plan, start_noise
 from edge.schedule import ddim_schedule
+from readme_section import write_section
 from timing import measure
 
 HERE = Path(__file__).resolve().parent
-START, END = "<!-- BASELINE:START -->", "<!-- BASELINE:END -->"
 
 
 def cpu_name() -> str:
@@ -95,7 +95,7 @@ def main() -> None:
 def write_table(result: dict) -> None:
     latency = result["latency"]
     machine = result["machine"]
-    lines = [START, "",
+    lines = [
              f"Measured {result['date']} on {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
              f"{result['model']}, {result['weights']}, 512x512, fp32 eager. Median of {latency['unet_b1']['runs']} runs after one warm-up "
              "(the full inpaint: one run).", "",
@@ -107,15 +107,8 @@ def write_table(result: dict) -> None:
         lines.append(f"| {label} | {row['median_s']} | {row['min_s']} | {row['max_s']} |")
     lines += ["", f"UNet {result['parameters_unet'] / 1e6:.2f}M parameters, VAE {result['parameters_vae'] / 1e6:.2f}M; "
               f"UNet {result['unet_gflops_b1']} GFLOPs per call at batch 1 (torch FLOP counter); exported UNet graph "
-              f"{result['unet_export_nodes']} nodes ({result['unet_core_aten_nodes']} in core ATen).", "", END]
-    readme = HERE / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    table = "\n".join(lines)
-    if START in text and END in text:
-        text = text[: text.index(START)] + table + text[text.index(END) + len(END):]
-    else:
-        text = text + "\n" + table + "\n"
-    readme.write_text(text)
+              f"{result['unet_export_nodes']} nodes ({result['unet_core_aten_nodes']} in core ATen)."]
+    write_section("BASELINE", "Baseline: torch eager fp32 (`baseline.py`)", lines)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from readme_section import write_section
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 EDGE = str(REPO / ".venv" / "bin" / "edge")
-START, END = "<!-- QUALITY:START -->", "<!-- QUALITY:END -->"
 MODES = ("fp32", "int8", "int8-dynamic", "int8-recipe")
 RANKING = HERE / "results" / "sensitivity-moebius-0.22b-int8.json"
 RECIPE = HERE / "results" / "moebius-0.22b-int8.recipe.toml"
@@ -88,7 +89,7 @@ def _value(value) -> str:
 
 def write_table(result: dict) -> None:
     checks = result["checks"]
-    lines = [START, "", f"Measured {result['date']}, {result['model']} ({result['weights']}), 512x512, 2 threads; "
+    lines = [f"Measured {result['date']}, {result['model']} ({result['weights']}), 512x512, 2 threads; "
              "`edge check` of each bundle on the held-out pair of `calib_data/` (rocket), against torch fp32. "
              "PSNR/SSIM: the final pictures at their own size; gates: `targets/xnnpack.toml` for the bundle's mode "
              "(int8-recipe is gated as int8). LPIPS skipped (no weights here).", "",
@@ -119,16 +120,8 @@ def write_table(result: dict) -> None:
               f"{', '.join(f'`{m}`' for m in recipe['float_modules']['unet'])} float. Predicted UNet SQNR "
               f"{recipe['expected']['unet_sqnr_db']} dB; measured on the compiled bundle: **{plain['metrics']['unet_sqnr_db']} -> "
               f"{mixed['metrics']['unet_sqnr_db']} dB** UNet SQNR, masked PSNR {plain['metrics']['masked_psnr_db']} -> "
-              f"{mixed['metrics']['masked_psnr_db']} dB, at **{plain['unet_pte_mb']} -> {mixed['unet_pte_mb']} MB** UNet .pte.",
-              "", END]
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    table = "\n".join(lines)
-    if START in text and END in text:
-        text = text[: text.index(START)] + table + text[text.index(END) + len(END):]
-    else:
-        text += "\n## Quality (`quality.py`)\n\n" + table + "\n"
-    readme.write_text(text)
+              f"{mixed['metrics']['masked_psnr_db']} dB, at **{plain['unet_pte_mb']} -> {mixed['unet_pte_mb']} MB** UNet .pte."]
+    write_section("QUALITY", "Quality (`quality.py`)", lines)
 
 
 if __name__ == "__main__":

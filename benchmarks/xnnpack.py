@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import torch
+from readme_section import write_section
 from timing import measure
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-START, END = "<!-- XNNPACK:START -->", "<!-- XNNPACK:END -->"
 
 
 def compile_mode(mode: str, out: Path, reuse: bool) -> dict:
@@ -119,7 +119,7 @@ def main() -> None:
 
 
 def write_table(result: dict) -> None:
-    lines = [START, "", f"Measured {result['date']}, {result['threads']} threads, torch {result['torch']}, "
+    lines = [f"Measured {result['date']}, {result['threads']} threads, torch {result['torch']}, "
              f"{result['model']} ({result['weights']}), 512x512; all rows in one run on the same held-out inputs. "
              "UNet at batch 2 (CFG); SQNR against torch fp32 on a held-out recorded input (middle step); "
              "masked PSNR: the full inpaint's output inside the mask against the fp32 pipeline, same start noise.", "",
@@ -136,15 +136,7 @@ def write_table(result: dict) -> None:
         partitions = "/".join(str(graphs[n]["partitions"]) for n in ("encoder", "unet", "decoder"))
         lines.append(f"| {mode} | {entry['seconds']} | {entry['peak_rss_gb']} | {result['unet_pte_mb'][mode]} | "
                      f"{graphs['unet']['seconds']} | {partitions} |")
-    lines += ["", END]
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    table = "\n".join(lines)
-    if START in text and END in text:
-        text = text[: text.index(START)] + table + text[text.index(END) + len(END):]
-    else:
-        text += "\n## XNNPACK bundles (`xnnpack.py`)\n\n" + table + "\n"
-    readme.write_text(text)
+    write_section("XNNPACK", "XNNPACK bundles (`xnnpack.py`)", lines)
 
 
 if __name__ == "__main__":

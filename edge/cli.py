@@ -22,6 +22,14 @@ err_console = Console(stderr=True)
 SCHEMA = 1
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
+# options shared by the commands that build the model (compile, sensitivity)
+QuantOption = Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")]
+ModelOption = Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")]
+WeightsOption = Annotated[Path | None, typer.Option(help="UNet checkpoint.")]
+VaeOption = Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")]
+CalibOption = Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")]
+SeedOption = Annotated[int, typer.Option(help="Seed of random weights.")]
+
 
 def _quiet_third_party_logs() -> None:
     # torchao (pulled in by executorch, imported by diffusers) warns about CUDA kernels it cannot load
@@ -178,12 +186,12 @@ def targets(as_json: Annotated[bool, typer.Option("--json")] = False):
 def compile_command(
     target: Annotated[str, typer.Option(help="Target profile name (see `edge targets`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to create.")],
-    quant: Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")] = None,
-    model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
-    weights: Annotated[Path | None, typer.Option(help="UNet checkpoint.")] = None,
-    vae: Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")] = None,
-    calib: Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    quant: QuantOption = None,
+    model: ModelOption = "moebius-0.22b",
+    weights: WeightsOption = None,
+    vae: VaeOption = None,
+    calib: CalibOption = None,
+    seed: SeedOption = 0,
     recipe: Annotated[Path | None, typer.Option(help="Mixed-precision recipe (from edge sensitivity).")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -284,12 +292,12 @@ def sensitivity(
     out: Annotated[Path, typer.Option("--out", "-o", help="Ranking JSON to write.")],
     recipe_out: Annotated[Path | None, typer.Option("--recipe", help="Recipe TOML to write (default: OUT with .recipe.toml).")] = None,
     target: Annotated[str, typer.Option(help="Target profile whose quantizer is measured.")] = "xnnpack",
-    quant: Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")] = None,
-    model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
-    weights: Annotated[Path | None, typer.Option(help="UNet checkpoint.")] = None,
-    vae: Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")] = None,
-    calib: Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of random weights.")] = 0,
+    quant: QuantOption = None,
+    model: ModelOption = "moebius-0.22b",
+    weights: WeightsOption = None,
+    vae: VaeOption = None,
+    calib: CalibOption = None,
+    seed: SeedOption = 0,
     granularity: Annotated[str, typer.Option(help="layer (each ResNet/transformer/resampler) or block (each list of them).")] = "layer",
     float_fraction: Annotated[float, typer.Option(help="At most this share of the quantizable weights kept float by the recipe.")] = 0.1,
     calibration_samples: Annotated[int, typer.Option(min=1, help="UNet calibration samples per variant.")] = 6,
