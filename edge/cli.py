@@ -63,6 +63,7 @@ def _write_atomically(out: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result or report is meant to be shared
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
