@@ -31,7 +31,7 @@ from edge.calibration import DEFAULT_CALIB_DIR, ImagePair, find_pairs, split_pai
 from edge.errors import EdgeError
 from edge.gates import GateResult, Threshold, evaluate_gates, resolve_gates
 from edge.lpips import LPIPS, crop_around, load_lpips
-from edge.metrics import cfg_ratio, max_abs, psnr_db, sqnr_db, ssim
+from edge.metrics import cfg_ratio, max_abs_over, psnr_db, sqnr_db_over, ssim
 from edge.models import weights_identity
 from edge.pipeline import CallableGraphs, SamplingPlan, inpaint_image, paste_weight, to_tensor
 
@@ -143,18 +143,17 @@ def compare_graphs(reference: CallableGraphs, candidate: CallableGraphs, recordi
             on_sample()
     graphs = {}
     for name, pairs in outputs.items():
-        ref, val = torch.cat([r.flatten() for r, _ in pairs]), torch.cat([v.flatten() for _, v in pairs])
-        graphs[name] = {"sqnr_db": sqnr_db(ref, val), "max_abs": max_abs(ref, val), "samples": len(pairs)}
+        refs, vals = zip(*pairs, strict=True)
+        graphs[name] = {"sqnr_db": sqnr_db_over(refs, vals), "max_abs": max_abs_over(refs, vals), "samples": len(pairs)}
     steps = plan.schedule.steps
     unet_steps = []
     for i, timestep in enumerate(plan.schedule.timesteps):
         at_step = outputs["unet"][i::steps]  # recordings are pair-major: pair k's step i is sample k * steps + i
-        ref = torch.cat([r.flatten() for r, _ in at_step])
-        val = torch.cat([v.flatten() for _, v in at_step])
+        refs, vals = zip(*at_step, strict=True)
         ratios = [cfg_ratio(r, v) for r, v in at_step]
-        unet_steps.append({"step": i, "timestep": timestep, "sqnr_db": sqnr_db(ref, val), "max_abs": max_abs(ref, val),
-                           "cfg_ratio": sum(ratios) / len(ratios), "cfg_ratio_min": min(ratios),
-                           "cfg_ratio_max": max(ratios)})
+        unet_steps.append({"step": i, "timestep": timestep, "sqnr_db": sqnr_db_over(refs, vals),
+                           "max_abs": max_abs_over(refs, vals), "cfg_ratio": sum(ratios) / len(ratios),
+                           "cfg_ratio_min": min(ratios), "cfg_ratio_max": max(ratios)})
     return graphs, unet_steps
 
 

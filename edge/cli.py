@@ -48,17 +48,26 @@ def _emit_json(payload: dict) -> None:
     sys.stdout.write(json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n")
 
 
+def _narrator(as_json: bool):
+    """say(line): progress lines on stderr, silent under --json."""
+    return (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+
+
+def _require_folder(out: Path) -> None:
+    """Fail before any work when OUT's folder is missing."""
+    if not out.parent.is_dir():
+        raise EdgeError(f"{out}: folder {out.parent} does not exist")
+
+
 def _check_output(out: Path) -> None:
     if out.suffix.lower() not in PICTURE_SUFFIXES:
         raise EdgeError(f"{out}: unsupported output format '{out.suffix}' (use {', '.join(PICTURE_SUFFIXES)})")
-    if not out.parent.is_dir():
-        raise EdgeError(f"{out}: folder {out.parent} does not exist")
+    _require_folder(out)
 
 
 def _write_atomically(out: Path, write) -> None:
     """write(tmp_path) next to the destination, then rename: an interrupted run leaves no half-written file."""
-    if not out.parent.is_dir():
-        raise EdgeError(f"{out}: folder {out.parent} does not exist")
+    _require_folder(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
@@ -68,6 +77,10 @@ def _write_atomically(out: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_text_atomically(out: Path, text: str) -> None:
+    _write_atomically(out, lambda tmp: Path(tmp).write_text(text))
 
 
 @app.command()
@@ -202,7 +215,7 @@ def compile_command(
     from edge.compile import CompileRequest, compile_bundle
     from edge.progress import progress_steps
 
-    say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    say = _narrator(as_json)
     request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe)
     started = time.perf_counter()
     try:
@@ -243,7 +256,7 @@ def check(
     from edge.progress import progress_steps
     from edge.report import render_report
 
-    say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    say = _narrator(as_json)
     report = report or bundle.parent / f"{bundle.resolve().name}-report.html"
     request = CheckRequest(bundle, eval_dir, weights, vae, gates, tuple(gate or ()), lpips_weights)
     try:
@@ -251,13 +264,11 @@ def check(
 
         if threads:
             torch.set_num_threads(threads)
-        if not report.parent.is_dir():
-            raise EdgeError(f"{report}: folder {report.parent} does not exist")
+        _require_folder(report)
         plan = plan_check(request)
         with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
             result = run_check(plan, say, on_step)
-        page = render_report(result)
-        _write_atomically(report, lambda tmp: Path(tmp).write_text(page))
+        _write_text_atomically(report, render_report(result))
     except EdgeError as err:
         _fail(err, debug)
     payload = {"command": "check", "report": str(report), **result.to_json()}
@@ -310,19 +321,18 @@ def sensitivity(
     from edge.sensitivity import SensitivityRequest, run_sensitivity
 
     recipe_out = recipe_out or out.with_suffix(".recipe.toml")
-    say = (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    say = _narrator(as_json)
     request = SensitivityRequest(model, target, quant, weights, vae, calib, seed, granularity, float_fraction,
                                  calibration_samples)
     try:
         for path in (out, recipe_out):
-            if not path.parent.is_dir():
-                raise EdgeError(f"{path}: folder {path.parent} does not exist")
+            _require_folder(path)
         with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
             result, recipe = run_sensitivity(request, say, on_variant)
         payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
                    "granularity": granularity, **result.to_json(), "recipe": {"file": str(recipe_out), **recipe.to_json()}}
-        _write_atomically(out, lambda tmp: Path(tmp).write_text(json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n"))
-        _write_atomically(recipe_out, lambda tmp: Path(tmp).write_text(recipe.to_toml()))
+        _write_text_atomically(out, json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n")
+        _write_text_atomically(recipe_out, recipe.to_toml())
     except EdgeError as err:
         _fail(err, debug)
     if as_json:

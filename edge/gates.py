@@ -52,12 +52,12 @@ class Threshold:
 @dataclass(frozen=True)
 class GateResult:
     metric: str
-    threshold: str
+    threshold: Threshold
     value: float | list[float] | None
     status: str  # "pass", "fail" or "skipped"
 
     def to_json(self) -> dict:
-        return {"metric": self.metric, "threshold": self.threshold, "value": self.value, "status": self.status}
+        return {"metric": self.metric, "threshold": self.threshold.describe(), "value": self.value, "status": self.status}
 
 
 def parse_threshold(metric: str, raw: object, source: str) -> Threshold | None:
@@ -110,5 +110,5 @@ def evaluate_gates(gates: dict[str, Threshold], metrics: dict[str, float | list[
     for metric, threshold in gates.items():
         value = metrics.get(metric)
         status = "skipped" if value is None else ("pass" if threshold.passes(value) else "fail")
-        results.append(GateResult(metric, threshold.describe(), value, status))
+        results.append(GateResult(metric, threshold, value, status))
     return results

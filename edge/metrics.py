@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,19 @@ def sqnr_db(reference: torch.Tensor, value: torch.Tensor) -> float:
 
 def max_abs(reference: torch.Tensor, value: torch.Tensor) -> float:
     return float((value.double() - reference.double()).abs().max())
+
+
+def sqnr_db_over(references: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> float:
+    """SQNR with signal and noise summed over every sample."""
+    return sqnr_db(_flat(references), _flat(values))
+
+
+def max_abs_over(references: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> float:
+    return max_abs(_flat(references), _flat(values))
+
+
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in tensors])
 
 
 def psnr_db(reference: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None) -> float:

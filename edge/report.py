@@ -123,20 +123,20 @@ def render_report(result: CheckResult) -> str:
                 f"{esc(', '.join(result.evaluation['pairs']))} from <code>{esc(result.evaluation['folder'])}</code></p>"]
     sections += [f"<p class='notice'>{esc(n)}</p>" for n in result.notices]
     sections.append("<h2>Gates</h2>" + _table(["metric", "what", "threshold", "value", "status"], [
-        [esc(g.metric), esc(METRICS[g.metric][1]), esc(g.threshold), _number(g.value), f"<span class='{g.status}'>{g.status}</span>"]
+        [esc(g.metric), esc(METRICS[g.metric][1]), esc(g.threshold.describe()), _number(g.value), f"<span class='{g.status}'>{g.status}</span>"]
         for g in result.gates]))
     sections.append("<h2>Per graph (fp32 pipeline's recorded held-out inputs)</h2>" + _table(
         ["graph", "SQNR dB", "max abs", "samples"],
         [[name, _number(g["sqnr_db"]), _number(g["max_abs"]), str(g["samples"])] for name, g in result.graphs.items()]))
     sections.append(bar_chart("SQNR vs fp32 per graph (dB)", {n: g["sqnr_db"] for n, g in result.graphs.items()}))
     timesteps = [s["timestep"] for s in result.unet_steps]
-    cfg_band = next(([float(v) for v in g.threshold.split("..")] for g in result.gates if g.metric == "cfg_ratio"), None)
+    cfg_band = next(((g.threshold.low, g.threshold.high) for g in result.gates if g.metric == "cfg_ratio"), None)
     sections.append("<h2>UNet per timestep</h2>" + line_chart(
         "UNet SQNR vs fp32 (dB)", timesteps, {"SQNR": [s["sqnr_db"] for s in result.unet_steps]}))
     sections.append(line_chart("CFG ratio (bundle guidance / fp32 guidance)", timesteps,
                                {"mean": [s["cfg_ratio"] for s in result.unet_steps],
                                 "min": [s["cfg_ratio_min"] for s in result.unet_steps],
-                                "max": [s["cfg_ratio_max"] for s in result.unet_steps]}, tuple(cfg_band) if cfg_band else None))
+                                "max": [s["cfg_ratio_max"] for s in result.unet_steps]}, cfg_band))
     sections.append(_table(["step", "timestep", "SQNR dB", "max abs", "CFG ratio"], [
         [str(s["step"]), str(s["timestep"]), _number(s["sqnr_db"]), _number(s["max_abs"]), _number(s["cfg_ratio"])]
         for s in result.unet_steps]))

@@ -30,7 +30,7 @@ from edge.calibration import DEFAULT_CALIB_DIR, find_pairs, split_pairs
 from edge.compile import calibration_recordings, default_sampling_plan, load_models, prepare_graph
 from edge.errors import EdgeError
 from edge.graphs import build_graphs
-from edge.metrics import sqnr_db
+from edge.metrics import sqnr_db_over
 from edge.recipe import Recipe
 from edge.targets import load_target
 
@@ -104,29 +104,31 @@ def evaluation_samples(held_out_unet: Sequence[tuple[torch.Tensor, ...]], steps:
     return [held_out_unet[start + i] for start in range(0, len(held_out_unet), steps) for i in picks]
 
 
-def summed_sqnr_db(references: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> float:
-    """SQNR with signal and noise summed over all samples."""
-    return sqnr_db(torch.cat([r.flatten() for r in references]), torch.cat([v.flatten() for v in values]))
+@dataclass(frozen=True)
+class QuantizedSqnr:
+    """SQNR against fp32, on fixed held-out samples, of the graph quantized with some modules kept float."""
+
+    simulate: Callable[[tuple[str, ...]], Callable]  # float_modules -> the quantized graph, runnable in torch
+    samples: Sequence[tuple[torch.Tensor, ...]]
+    references: Sequence[torch.Tensor]  # the fp32 graph's output for each sample
+
+    def __call__(self, float_modules: tuple[str, ...]) -> float:
+        program = self.simulate(float_modules)
+        with torch.no_grad():
+            return sqnr_db_over(self.references, [program(*sample) for sample in self.samples])
 
 
-def measure_sensitivity(reference: nn.Module, simulate: Callable[[tuple[str, ...]], Callable],
-                        groups: Sequence[LayerGroup], samples: Sequence[tuple[torch.Tensor, ...]],
-                        calibration_samples: int,
+def measure_sensitivity(sqnr_with_float: QuantizedSqnr, groups: Sequence[LayerGroup], calibration_samples: int,
                         on_variant: Callable[[int, int], None] = lambda done, total: None) -> SensitivityResult:
-    """simulate(float_modules) -> the graph quantized with those modules left float, runnable in torch."""
     started = time.perf_counter()
-    with torch.no_grad():
-        references = [reference(*sample) for sample in samples]
     total, done = 1 + 2 * len(groups), 0
 
     def sqnr(float_modules: tuple[str, ...]) -> float:
         nonlocal done
-        program = simulate(float_modules)
-        with torch.no_grad():
-            values = [program(*sample) for sample in samples]
+        value = sqnr_with_float(float_modules)
         done += 1
         on_variant(done, total)
-        return summed_sqnr_db(references, values)
+        return value
 
     names = tuple(g.name for g in groups)
     quantized_db = sqnr(())
@@ -136,7 +138,7 @@ def measure_sensitivity(reference: nn.Module, simulate: Callable[[tuple[str, ...
         without_db = sqnr((group.name,))
         rows.append(GroupSensitivity(group, only_db, without_db, without_db - quantized_db))
     rows.sort(key=lambda row: row.gain_db, reverse=True)
-    return SensitivityResult(quantized_db, tuple(rows), len(samples), calibration_samples,
+    return SensitivityResult(quantized_db, tuple(rows), len(sqnr_with_float.samples), calibration_samples,
                              time.perf_counter() - started)
 
 
@@ -152,13 +154,11 @@ def choose_float_groups(result: SensitivityResult, float_fraction: float) -> lis
     return chosen
 
 
-def suggest_recipe(result: SensitivityResult, chosen: Sequence[LayerGroup], simulate, reference: nn.Module,
-                   samples, *, model: str, target: str, quant: str, float_fraction: float) -> Recipe:
+def suggest_recipe(result: SensitivityResult, chosen: Sequence[LayerGroup], sqnr_with_float: QuantizedSqnr, *,
+                   model: str, target: str, quant: str, float_fraction: float) -> Recipe:
     """The recipe keeping `chosen` float, with its SQNR measured the same way as the ranking's."""
     float_modules = tuple(g.name for g in chosen)
-    program = simulate(float_modules)
-    with torch.no_grad():
-        predicted = summed_sqnr_db([reference(*s) for s in samples], [program(*s) for s in samples])
+    predicted = sqnr_with_float(float_modules)
     return Recipe(model=model, target=target, quant=quant, float_modules={"unet": float_modules},
                   expected={"unet_sqnr_db": round(predicted, 2), "all_quantized_unet_sqnr_db": round(result.quantized_db, 2),
                             "float_fraction": float_fraction,
@@ -201,12 +201,14 @@ def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = la
     unet = prepare_graph(graphs["unet"], profile.rewrites, samples[0])
     stride = max(1, len(calibration["unet"]) // request.calibration_samples)
     calibration_set = calibration["unet"][::stride][: request.calibration_samples]
-    simulate = backend.simulator(unet, quant, calibration_set)
+    with torch.no_grad():
+        references = [unet.module(*sample) for sample in samples]
+    sqnr_with_float = QuantizedSqnr(backend.simulator(unet, quant, calibration_set), samples, references)
     groups = layer_groups(unet.module, request.granularity)
     say(f"{len(groups)} layer groups x 2 variants, {len(calibration_set)} calibration and {len(samples)} "
         f"held-out samples")
-    result = measure_sensitivity(unet.module, simulate, groups, samples, len(calibration_set), on_variant)
+    result = measure_sensitivity(sqnr_with_float, groups, len(calibration_set), on_variant)
     chosen = choose_float_groups(result, request.float_fraction)
-    recipe = suggest_recipe(result, chosen, simulate, unet.module, samples, model=models.preset.name,
-                            target=profile.name, quant=quant, float_fraction=request.float_fraction)
+    recipe = suggest_recipe(result, chosen, sqnr_with_float, model=models.preset.name, target=profile.name,
+                            quant=quant, float_fraction=request.float_fraction)
     return result, recipe

@@ -128,9 +128,7 @@ class XnnpackBackend:
 
     def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
               float_modules: tuple[str, ...] = ()) -> LoweredGraph:
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-            XnnpackPartitioner,
-        )
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
         _check_quant(quant)
