@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from readme_section import write_section
+from timing import run
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -28,18 +26,6 @@ EDGE = str(REPO / ".venv" / "bin" / "edge")
 MODES = ("fp32", "int8", "int8-dynamic", "int8-recipe")
 RANKING = HERE / "results" / "sensitivity-moebius-0.22b-int8.json"
 RECIPE = HERE / "results" / "moebius-0.22b-int8.recipe.toml"
-
-
-def run(command: list[str], allowed=(0,)) -> tuple[dict, float, float]:
-    """(JSON stdout, seconds, peak RSS GB) of one edge command in its own process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    output = process.stdout.read().decode()
-    _, status, usage = os.wait4(process.pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code not in allowed:
-        raise SystemExit(f"{' '.join(command[:3])} failed with exit {code}")
-    return json.loads(output), round(time.perf_counter() - started, 1), round(usage.ru_maxrss / 1e6, 2)
 
 
 def main() -> None:

@@ -45,17 +45,22 @@ class BundleWriter:
     def path(self, name: str) -> Path:
         return self.folder / name
 
-    def write(self, name: str, payload: bytes) -> Path:
+    def write(self, name: str, payload: bytes | Path) -> Path:
+        """Write one artifact: a file's bytes, or a folder the backend made (a Core ML .mlpackage), moved in."""
         path = self.folder / name
         try:
-            path.write_bytes(payload)
+            if isinstance(payload, Path):
+                shutil.move(payload, path)
+            else:
+                path.write_bytes(payload)
         except OSError as err:
             self.abort()
             raise EdgeError(f"{self.out}: could not write {name} ({err.strerror})") from err
         return path
 
     def commit(self, manifest: dict) -> Path:
-        manifest["files"] = {p.name: file_sha256(p) for p in sorted(self.folder.iterdir()) if p.name != MANIFEST}
+        manifest["files"] = {p.relative_to(self.folder).as_posix(): file_sha256(p)
+                             for p in sorted(self.folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
         self.write(MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
         previous = None
         if self.out.exists():
@@ -68,6 +73,11 @@ class BundleWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def artifact_bytes(path: Path) -> int:
+    """Size of a written artifact: a file, or every file in a folder artifact."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 @dataclass

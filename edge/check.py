@@ -237,6 +237,10 @@ def plan_check(request: CheckRequest) -> CheckPlan:
     pairs, evaluation, notices = evaluation_pairs(request.eval_dir, bundle)
     if lpips is None:
         notices.append("LPIPS skipped: no --lpips-weights given (nothing is downloaded)")
+    emulator = bundle.manifest["tools"].get("runs_here_with")
+    if emulator:
+        notices.append(f"{profile.name} runs here in {emulator}: its numerics, emulated; the device's own arithmetic "
+                       "can differ (e.g. fp16 accumulation)")
     weights = bundle.manifest["weights"]
     if weights["random"]:
         notices.append("the bundle has RANDOM weights: numbers measure the compiler, not image quality")

@@ -207,6 +207,7 @@ def compile_command(
     calib: CalibOption = None,
     seed: SeedOption = 0,
     recipe: Annotated[Path | None, typer.Option(help="Mixed-precision recipe (from edge sensitivity).")] = None,
+    ios: Annotated[str | None, typer.Option(help="coreml: minimum iOS deployment target, 17 (default) or 18.")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
@@ -216,7 +217,8 @@ def compile_command(
     from edge.progress import progress_steps
 
     say = _narrator(as_json)
-    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe)
+    options = tuple((key, value) for key, value in (("ios", ios),) if value is not None)
+    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe, options)
     started = time.perf_counter()
     try:
         with progress_steps(f"compile {target} {quant or 'default'}", enabled=not as_json) as on_step:
@@ -227,6 +229,7 @@ def compile_command(
 
     manifest = read_bundle(path).manifest
     summary = {"bundle": str(path), "target": manifest["target"], "quant": manifest["quant"], "model": manifest["model"],
+               "target_options": manifest["target_options"],
                "random_weights": manifest["weights"]["random"], "seconds": round(time.perf_counter() - started, 1),
                "graphs": {n: {"file": g["file"], "golden_sqnr_db": g["golden_sqnr_db"], **g["report"]}
                           for n, g in manifest["graphs"].items()}}

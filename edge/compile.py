@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from edge.backends import get_backend
-from edge.bundle import GOLDEN, GRAPH_NAMES, TIME_FEATURES, BundleWriter
+from edge.backends import check_options, get_backend
+from edge.bundle import GOLDEN, GRAPH_NAMES, TIME_FEATURES, BundleWriter, artifact_bytes
 from edge.calibration import DEFAULT_CALIB_DIR, cached_recordings, find_pairs, pairs_digest, record, split_pairs
 from edge.errors import EdgeError
 from edge.graphs import GraphSpec, TensorSpec, build_graphs, fold_batch_norms
@@ -51,6 +51,7 @@ class CompileRequest:
     seed: int = 0
     force: bool = False
     recipe: Path | None = None  # mixed-precision recipe (edge.recipe)
+    options: tuple[tuple[str, str], ...] = ()  # target options, e.g. (("ios", "18"),) for coreml
 
 
 @dataclass
@@ -109,16 +110,17 @@ def compile_bundle(request: CompileRequest, say: Callable[[str], None] = lambda 
     if recipe:
         check_recipe(recipe, request.recipe, request.model, profile.name, quant)
     backend = get_backend(profile.backend)
+    options = check_options(backend, profile.name, dict(request.options))
     writer = BundleWriter(request.out, request.force)
     try:
-        return _compile(request, profile, quant, recipe, backend, writer, say, on_step)
+        return _compile(request, profile, quant, recipe, backend, options, writer, say, on_step)
     except BaseException:
         writer.abort()
         raise
 
 
-def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, backend, writer: BundleWriter, say,
-             on_step) -> Path:
+def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, backend, options: dict[str, str],
+             writer: BundleWriter, say, on_step) -> Path:
     calib_dir = request.calib or DEFAULT_CALIB_DIR
     calib_pairs, eval_pairs = split_pairs(find_pairs(calib_dir))
     recorded, total = len(calib_pairs) + len(eval_pairs), len(calib_pairs) + len(eval_pairs) + len(GRAPH_NAMES)
@@ -147,16 +149,17 @@ def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, back
         prepared = prepare_graph(spec, profile.rewrites, golden_inputs[name])
         float_modules = recipe.modules_for(name) if recipe else ()
         say(f"lowering {name} ({quant}{', recipe' if float_modules else ''}) for {profile.name}")
-        lowered = backend.lower(prepared, quant, calibration[name], float_modules)
+        lowered = backend.lower(prepared, quant, calibration[name], float_modules, options)
         file_name = f"{name}{profile.artifact}"
         lowered_files[name] = writer.write(file_name, lowered.payload)
+        lowered.report["bytes"] = artifact_bytes(lowered_files[name])
         graph_entries[name] = {"file": file_name, "inputs": [s.to_json() for s in spec.inputs],
                                "outputs": [s.to_json() for s in spec.outputs],
                                "recipe": {"quant": quant, "float_ops": lowered.float_ops, "float_modules": list(float_modules),
                                           "rewrites": list(profile.rewrites)},
                                "report": lowered.report}
-        say(f"  {name}: {len(lowered.payload) / 1e6:.1f} MB, {lowered.report.get('partitions')} partition(s), "
-            f"{lowered.report['seconds']} s")
+        partitions = f", {lowered.report['partitions']} partition(s)" if "partitions" in lowered.report else ""
+        say(f"  {name}: {lowered.report['bytes'] / 1e6:.1f} MB{partitions}, {lowered.report['seconds']} s")
         on_step(recorded + GRAPH_NAMES.index(name) + 1, total)
 
     golden = {}
@@ -171,13 +174,14 @@ def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, back
     save_file(golden, writer.path(GOLDEN))
     plan.time_features.numpy().astype("<f4").tofile(writer.path(TIME_FEATURES))
 
-    manifest = _manifest(request, profile, quant, backend, models, plan, graph_entries, calib_dir, calib_pairs, eval_pairs)
+    manifest = _manifest(request, profile, quant, backend, options, models, plan, graph_entries, calib_dir, calib_pairs,
+                         eval_pairs)
     if recipe:
         manifest["recipe"] = {"file": str(request.recipe), "sha256": file_sha256(request.recipe), **recipe.to_json()}
     return writer.commit(manifest)
 
 
-def _manifest(request, profile, quant, backend, models: Models, plan: SamplingPlan, graphs: dict, calib_dir,
+def _manifest(request, profile, quant, backend, options: dict[str, str], models: Models, plan: SamplingPlan, graphs: dict, calib_dir,
               calib_pairs, eval_pairs) -> dict:
     preset = models.preset
     return {
@@ -189,6 +193,7 @@ def _manifest(request, profile, quant, backend, models: Models, plan: SamplingPl
                     "random": models.unet_weights.is_random or models.vae_weights.is_random},
         "target": profile.name,
         "backend": profile.backend,
+        "target_options": options,
         "quant": quant,
         "end_to_end_tolerance": {"max_abs_image01": profile.tolerance.get(quant),
                                  "against": "the fp32 torch pipeline, same inputs and start noise"},

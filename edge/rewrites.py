@@ -130,12 +130,18 @@ def decompose_norms(module: nn.Module) -> nn.Module:
     return _swap(module, replace)
 
 
+def decompose_group_norms(module: nn.Module) -> nn.Module:
+    """GroupNorm only (LayerNorm stays one op, which Core ML has natively)."""
+    return _swap(module, lambda child: PrimitiveGroupNorm(child) if isinstance(child, nn.GroupNorm) else None)
+
+
 def upsample_as_transposed_conv(module: nn.Module) -> nn.Module:
     return _swap(module, lambda child: TransposedConvUpsample(child.conv) if _is_nearest_upsample(child) else None)
 
 
 REWRITES: dict[str, Callable[[nn.Module], nn.Module]] = {
     "decompose-norms": decompose_norms,
+    "decompose-group-norms": decompose_group_norms,
     "upsample-as-transposed-conv": upsample_as_transposed_conv,
     "plain-attention": plain_attention,
 }

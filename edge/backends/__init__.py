@@ -8,7 +8,7 @@ import each other; adding one touches nothing else.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +21,7 @@ from edge.errors import EdgeError
 @dataclass
 class LoweredGraph:
     name: str
-    payload: bytes  # the artifact file's content
+    payload: bytes | Path  # the artifact file's content, or a folder artifact (handed over: moved into the bundle)
     float_ops: list[str]  # ops the recipe left in floating point
     report: dict = field(default_factory=dict)  # partitions, ops outside delegates, seconds, ...
 
@@ -30,10 +30,13 @@ Program = Callable[..., torch.Tensor]  # a loaded artifact: tensors in, first ou
 
 
 class Backend(Protocol):
+    options: Mapping[str, tuple[str, ...]]  # target options it takes (e.g. {"ios": ("17", "18")}) and their values
+
     def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
-              float_modules: tuple[str, ...] = ()) -> LoweredGraph:
+              float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
         """Lower a PreparedGraph (edge.compile) in quant mode `quant`, calibrating on `calibration`;
-        float_modules (module paths in the graph, from a recipe) stay in floating point."""
+        float_modules (module paths in the graph, from a recipe) stay in floating point; options are
+        target options (`edge compile --ios 18`), already checked against `options`."""
 
     def load(self, path: Path) -> Program:
         """Load an artifact for running here; EdgeError when this machine has no runtime for it."""
@@ -51,3 +54,15 @@ def get_backend(name: str) -> Backend:
     except ModuleNotFoundError as err:
         raise EdgeError(f"no backend module edge.backends.{name} ({err.name} missing)") from err
     return module.BACKEND
+
+
+def check_options(backend: Backend, target: str, options: Mapping[str, str]) -> dict[str, str]:
+    """The target options of a compile request, each known to the backend and one of its values."""
+    accepted = getattr(backend, "options", {})
+    for key, value in options.items():
+        if key not in accepted:
+            takes = ", ".join(f"--{k}" for k in accepted) or "no options"
+            raise EdgeError(f"target {target} has no option --{key} (it takes {takes})")
+        if value not in accepted[key]:
+            raise EdgeError(f"target {target}: --{key} {value} is not supported: choose one of {', '.join(accepted[key])}")
+    return dict(options)

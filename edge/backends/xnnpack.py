@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -125,9 +125,10 @@ def _check_quant(quant: str) -> None:
 
 class XnnpackBackend:
     name = "xnnpack"
+    options: dict[str, tuple[str, ...]] = {}  # no target options
 
     def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
-              float_modules: tuple[str, ...] = ()) -> LoweredGraph:
+              float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
