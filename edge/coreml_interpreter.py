@@ -124,9 +124,9 @@ def _conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilati
     strides = _ints(strides) if strides is not None else [1] * spatial
     dilations = _ints(dilations) if dilations is not None else [1] * spatial
     pads = _spatial_pads(pad_type, pad, list(x.shape[2:]), list(weight.shape[2:]), strides, dilations)
-    if any(p != (0, 0) for p in pads):
-        x = F.pad(x, _torch_pad(pads))
-    return _CONV[spatial](x, weight, bias, strides, 0, dilations, int(groups))
+    if all(begin == end for begin, end in pads):  # symmetric: torch pads inside the convolution
+        return _CONV[spatial](x, weight, bias, strides, [begin for begin, _ in pads], dilations, int(groups))
+    return _CONV[spatial](F.pad(x, _torch_pad(pads)), weight, bias, strides, 0, dilations, int(groups))
 
 
 def _conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None,
@@ -521,12 +521,14 @@ class _Literal:
 class MilProgramRunner:
     """Executes the `main` function of a Core ML ML program. Built by `load_package`."""
 
-    def __init__(self, source: str, input_names: tuple[str, ...], input_fp16: tuple[bool, ...],
+    def __init__(self, source: str, input_names: tuple[str, ...], input_shapes: tuple[tuple[int, ...] | None, ...],
+                 input_fp16: tuple[bool, ...],
                  output_names: tuple[str, ...], steps: tuple[_Step, ...], constants: dict[str, object],
                  histogram: dict[str, int]):
         self.source = source
         self.input_names = input_names
         self.output_names = output_names
+        self._input_shapes = input_shapes  # None where the program leaves a dim flexible
         self._input_fp16 = input_fp16
         self._steps = steps
         self._constants = constants
@@ -551,9 +553,12 @@ class MilProgramRunner:
             raise EdgeError(f"{self.source}: missing input {', '.join(missing)} "
                             f"(inputs are {', '.join(self.input_names)})")
         env = dict(self._constants)
-        for name, fp16 in zip(self.input_names, self._input_fp16):
+        for name, shape, fp16 in zip(self.input_names, self._input_shapes, self._input_fp16):
             value = torch.as_tensor(np.asarray(inputs[name]) if not isinstance(inputs[name], torch.Tensor)
                                     else inputs[name])
+            if shape is not None and tuple(value.shape) != shape:
+                raise EdgeError(f"{self.source}: input {name} has shape {tuple(value.shape)}, "
+                                f"the program expects {shape}")
             if value.is_floating_point():
                 value = value.float()
                 if fp16:
@@ -601,7 +606,11 @@ def _resolve(source: str, function, weights_dir: str | None) -> MilProgramRunner
     context = TranscriptionContext(weights_dir or "")
 
     def load_value(value_spec):  # proto Value (immediate or weight blob) -> numpy / str / scalar
-        return _load_value(context, value_spec)
+        try:
+            return _load_value(context, value_spec)
+        except Exception as error:  # a truncated or missing weight file, a malformed value
+            raise EdgeError(f"{source}: cannot read a value of the program "
+                            f"({type(error).__name__}: {error})") from error
 
     histogram = Counter(op.type for op in block.operations)
     raw: dict[str, object] = {}  # constant name -> numpy value, for the constexpr ops
@@ -617,6 +626,8 @@ def _resolve(source: str, function, weights_dir: str | None) -> MilProgramRunner
         else:
             arguments = {param: [load_value(a.value) if a.WhichOneof("binding") == "value" else _ValueName(a.name)
                                  for a in binding.arguments] for param, binding in op.inputs.items()}
+            # iOS16 constexpr ops carry their parameters as attributes
+            arguments.update({param: [load_value(value)] for param, value in op.attributes.items() if param != "name"})
             if op.type not in _CONSTEXPRS:
                 steps.append(_step(op, arguments, constants, fp16))
                 continue
@@ -625,6 +636,7 @@ def _resolve(source: str, function, weights_dir: str | None) -> MilProgramRunner
             raw[op.outputs[0].name] = _CONSTEXPRS[op.type](**values)
         constants[op.outputs[0].name] = _argument(raw[op.outputs[0].name])
     return MilProgramRunner(source, tuple(i.name for i in function.inputs),
+                            tuple(_static_shape(i) for i in function.inputs),
                             tuple(i.type.tensorType.dataType == fp16 for i in function.inputs),
                             tuple(block.outputs), tuple(steps), constants, dict(histogram))
 

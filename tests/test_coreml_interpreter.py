@@ -1,0 +1,189 @@
+"""The Core ML program interpreter against torch: tiny Moebius graphs converted by coremltools (fp32 and
+fp16 programs), compressed weights of every constexpr form, w8a8 activation quantization, errors."""
+
+from __future__ import annotations
+
+from copy import deepcopy as copy_module
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge.coreml_interpreter import SUPPORTED_OPS, UnsupportedOpError, load_package
+from edge.errors import EdgeError
+from edge.graphs import build_graphs
+from edge.metrics import max_abs, sqnr_db
+from edge.models import get_preset
+
+ct = pytest.importorskip("coremltools")
+cto = pytest.importorskip("coremltools.optimize.coreml")
+from coremltools.converters.mil import Builder as mb  # noqa: E402
+
+PARITY_GRAPHS = ("unet", "decoder")
+
+
+def convert(program, inputs, precision, target, path, outputs=None):
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target, compute_precision=precision,
+                       inputs=inputs, outputs=outputs)
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def graphs(tiny_unet, tiny_vae):
+    return build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)
+
+
+@pytest.fixture(scope="module")
+def packages(graphs, tmp_path_factory):
+    """{(graph, "fp32" | "fp16"): .mlpackage} converted from torch.export once for the module."""
+    folder = tmp_path_factory.mktemp("coreml")
+    result = {}
+    for name in PARITY_GRAPHS:
+        spec = graphs[name]
+        program = spec.export().run_decompositions({})
+        inputs = [ct.TensorType(name=t.name, shape=tuple(t.shape)) for t in spec.inputs]
+        outputs = [ct.TensorType(name=t.name) for t in spec.outputs]
+        for precision, compute in (("fp32", ct.precision.FLOAT32), ("fp16", ct.precision.FLOAT16)):
+            result[name, precision] = convert(program, inputs, compute, ct.target.iOS18,
+                                              folder / f"{name}_{precision}.mlpackage", outputs)
+    return result
+
+
+@pytest.fixture(scope="module")
+def references(graphs):
+    """{graph: (example inputs, torch fp32 output)}."""
+    result = {}
+    for name in PARITY_GRAPHS:
+        inputs = graphs[name].example_inputs()
+        with torch.no_grad():
+            result[name] = (inputs, graphs[name].module(*inputs))
+    return result
+
+
+@pytest.mark.parametrize("name", PARITY_GRAPHS)
+def test_fp32_program_matches_torch(name, packages, references):
+    inputs, reference = references[name]
+    runner = load_package(packages[name, "fp32"])
+    assert sqnr_db(reference, runner(*inputs)) >= 100
+
+
+@pytest.mark.parametrize("name", PARITY_GRAPHS)
+def test_fp16_program_rounds_every_op_to_fp16(name, packages, references):
+    inputs, reference = references[name]
+    runner = load_package(packages[name, "fp16"])
+    output = runner(*inputs)
+    assert 30 <= sqnr_db(reference, output) < 100  # close, but not fp32: the fp16 rounding is applied
+    assert torch.equal(output, output.half().float())  # the output itself is an fp16 value
+
+
+def test_runner_names_histogram_and_inputs(graphs, packages, references):
+    runner = load_package(packages["unet", "fp32"])
+    assert runner.input_names == ("latent", "time_features")
+    assert runner.output_names == ("noise",)
+    histogram = runner.op_histogram()
+    convs = sum(isinstance(m, nn.Conv2d) for m in graphs["unet"].module.modules())
+    assert histogram["conv"] == convs
+    assert histogram["const"] > 0 and set(histogram) <= SUPPORTED_OPS
+    inputs, _ = references["unet"]
+    by_name = runner.run({"latent": inputs[0].numpy(), "time_features": inputs[1]})
+    assert set(by_name) == {"noise"} and by_name["noise"].dtype == torch.float32
+    assert torch.equal(by_name["noise"], runner(*inputs))
+    with pytest.raises(EdgeError, match="time_features"):
+        runner.run({"latent": inputs[0]})
+    with pytest.raises(EdgeError, match=r"latent has shape \(1, 9, 16, 16\)"):
+        runner(inputs[0][:1], inputs[1])
+
+
+class SmallConvNet(nn.Module):
+    """Convolutions and a linear layer whose weights the compression tests compress."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(8, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 32, 3, stride=2, padding=1)
+        self.linear = nn.Linear(32, 24)
+
+    def forward(self, x):
+        x = self.conv2(torch.relu(self.conv1(x)))  # (1, 32, 4, 4)
+        return self.linear(x.permute(0, 2, 3, 1))
+
+
+def _quantizer(**options):
+    return lambda model: cto.linear_quantize_weights(
+        model, cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(weight_threshold=0, **options)))
+
+
+def _palettizer(**options):
+    return lambda model: cto.palettize_weights(
+        model, cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(weight_threshold=0, **options)))
+
+
+def _pruner():
+    return lambda model: cto.prune_weights(
+        model, cto.OptimizationConfig(global_config=cto.OpMagnitudePrunerConfig(target_sparsity=0.5,
+                                                                                 weight_threshold=0)))
+
+
+# (name, deployment target, compression, the constexpr op it must produce)
+COMPRESSIONS = [
+    ("int8_per_channel_ios16", "iOS16", _quantizer(mode="linear_symmetric", dtype="int8", granularity="per_channel"),
+     "constexpr_affine_dequantize"),
+    ("int8_per_channel_ios18", "iOS18", _quantizer(mode="linear_symmetric", dtype="int8", granularity="per_channel"),
+     "constexpr_blockwise_shift_scale"),
+    ("int4_per_block_offset", "iOS18", _quantizer(mode="linear", dtype="int4", granularity="per_block", block_size=8),
+     "constexpr_blockwise_shift_scale"),
+    ("palette_4bit_ios16", "iOS16", _palettizer(nbits=4), "constexpr_lut_to_dense"),
+    ("palette_6bit_grouped", "iOS18", _palettizer(nbits=6, granularity="per_grouped_channel", group_size=8),
+     "constexpr_lut_to_dense"),
+    ("palette_4bit_vectors", "iOS18", _palettizer(nbits=4, cluster_dim=2), "constexpr_lut_to_dense"),
+    ("sparse_ios16", "iOS16", _pruner(), "constexpr_sparse_to_dense"),
+    ("sparse_ios18", "iOS18", _pruner(), "constexpr_sparse_to_dense"),
+]
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    torch.manual_seed(0)
+    module, example = SmallConvNet().eval(), torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        return module, example, module(example)
+
+
+def torch_with_package_weights(module: nn.Module, model) -> nn.Module:
+    """A copy of `module` holding the weights of a (decompressed) Core ML model: its const `p_<param>...`."""
+    weights = cto.get_weights_metadata(model, weight_threshold=0)
+    copy = copy_module(module)
+    state = {}
+    for param in copy.state_dict():
+        prefix = "p_" + param.replace(".", "_")
+        (value,) = [w.val for key, w in weights.items() if key == prefix or key.startswith(prefix + "_")]
+        state[param] = torch.from_numpy(np.asarray(value, np.float32))
+    copy.load_state_dict(state)
+    return copy
+
+
+@pytest.mark.parametrize("name,target,compress,constexpr", COMPRESSIONS, ids=[c[0] for c in COMPRESSIONS])
+def test_compressed_weights_decode_exactly(name, target, compress, constexpr, small_net, tmp_path):
+    """The interpreter decodes compressed weights exactly as coremltools' own decompression does: the
+    compressed program equals the same program with coremltools-decompressed dense weights, and torch
+    with those weights; the result differs from the uncompressed torch module (compression happened)."""
+    module, example, reference = small_net
+    program = torch.export.export(module, (example,)).run_decompositions({})
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
+                       compute_precision=ct.precision.FLOAT32, inputs=[ct.TensorType(name="x", shape=example.shape)])
+    compressed = compress(model)
+    compressed.save(str(tmp_path / "compressed.mlpackage"))
+    decompressed = cto.decompress_weights(compressed)
+    decompressed.save(str(tmp_path / "dense.mlpackage"))
+    runner = load_package(tmp_path / "compressed.mlpackage")
+    dense = load_package(tmp_path / "dense.mlpackage")
+    assert runner.op_histogram()[constexpr] == 3 and constexpr not in dense.op_histogram()
+
+    output = runner(example)
+    assert max_abs(dense(example), output) == 0
+    with torch.no_grad():
+        decompressed_reference = torch_with_package_weights(module, decompressed)(example)
+    assert sqnr_db(decompressed_reference, output) >= 100
+    assert sqnr_db(reference, output) < 60
