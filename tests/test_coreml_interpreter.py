@@ -3,6 +3,8 @@ fp16 programs), compressed weights of every constexpr form, w8a8 activation quan
 
 from __future__ import annotations
 
+import shutil
+
 from copy import deepcopy as copy_module
 
 import numpy as np
@@ -187,3 +189,91 @@ def test_compressed_weights_decode_exactly(name, target, compress, constexpr, sm
         decompressed_reference = torch_with_package_weights(module, decompressed)(example)
     assert sqnr_db(decompressed_reference, output) >= 100
     assert sqnr_db(reference, output) < 60
+
+
+def fake_quantize(x: torch.Tensor, scale, zero_point, low: int, high: int) -> torch.Tensor:
+    """The MIL definition: scale * (clip(round_half_even(x / scale) + zero_point) - zero_point)."""
+    return (torch.clamp(torch.round(x / scale) + zero_point, low, high) - zero_point) * scale
+
+
+def test_activation_quantization_w8a8(tmp_path):
+    """w8a8 as Core ML runs it: int8 weights (blockwise shift-scale) and quantize / dequantize pairs on the
+    activations, per tensor (int8) and per channel (uint8 with zero points). Built with the MIL builder:
+    coremltools' linear_quantize_activations calibrates by running Core ML, which Linux cannot.
+    Inputs sit on exact rounding ties and beyond the int8 range, so rounding and clamping are both tested."""
+    rng = np.random.default_rng(0)
+    weight_q = rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8)
+    weight_scale = (2.0 ** -rng.integers(7, 10, (16, 1, 1, 1))).astype(np.float32)
+    bias = rng.normal(size=16).astype(np.float32)
+    in_scale = np.float32(2**-6)
+    out_scale = (2.0 ** -rng.integers(2, 5, 16)).astype(np.float32)
+    out_zero = rng.integers(100, 156, 16).astype(np.uint8)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 8, 8, 8))], opset_version=ct.target.iOS18)
+    def program(x):
+        x = mb.quantize(input=x, scale=in_scale, zero_point=np.int8(0), output_dtype="int8")
+        x = mb.dequantize(input=x, scale=in_scale, zero_point=np.int8(0))
+        weight = mb.constexpr_blockwise_shift_scale(data=weight_q, scale=weight_scale)
+        y = mb.conv(x=x, weight=weight, bias=bias, pad_type="same")
+        y = mb.quantize(input=y, scale=out_scale, zero_point=out_zero, axis=1, output_dtype="uint8")
+        return mb.dequantize(input=y, scale=out_scale, zero_point=out_zero, axis=1)
+
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
+                       compute_precision=ct.precision.FLOAT32)
+    model.save(str(tmp_path / "w8a8.mlpackage"))
+    runner = load_package(tmp_path / "w8a8.mlpackage")
+    assert runner.op_histogram()["quantize"] == 2 and runner.op_histogram()["dequantize"] == 2
+
+    x = torch.from_numpy(rng.integers(-300, 300, (1, 8, 8, 8)).astype(np.float32)) * 2**-7  # half steps: ties
+    weight = torch.from_numpy(weight_q.astype(np.float32) * weight_scale)
+    y = torch.conv2d(fake_quantize(x, float(in_scale), 0, -128, 127), weight, torch.from_numpy(bias), padding=1)
+    channel = (1, 16, 1, 1)
+    reference = fake_quantize(y, torch.from_numpy(out_scale).reshape(channel),
+                              torch.from_numpy(out_zero.astype(np.float32)).reshape(channel), 0, 255)
+    output = runner(x)
+    assert sqnr_db(reference, output) >= 100
+    assert max_abs(reference, output) < float(out_scale.min())  # no value landed one quantization step off
+
+
+@pytest.fixture(scope="module")
+def small_package(small_net, tmp_path_factory):
+    module, example, _ = small_net
+    program = torch.export.export(module, (example,)).run_decompositions({})
+    return convert(program, [ct.TensorType(name="x", shape=example.shape)], ct.precision.FLOAT32, ct.target.iOS18,
+                   tmp_path_factory.mktemp("small") / "small.mlpackage")
+
+
+def test_unsupported_op_fails_at_load_naming_it(tmp_path):
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))], opset_version=ct.target.iOS17)
+    def program(x):
+        return mb.cumsum(x=mb.relu(x=x), axis=1, name="running_total")
+
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                       compute_precision=ct.precision.FLOAT32)
+    model.save(str(tmp_path / "cumsum.mlpackage"))
+    assert "cumsum" not in SUPPORTED_OPS
+    with pytest.raises(UnsupportedOpError, match=r"Core ML op 'cumsum' \(output 'running_total'\) is not supported"):
+        load_package(tmp_path / "cumsum.mlpackage")
+    assert issubclass(UnsupportedOpError, EdgeError)
+
+
+@pytest.mark.parametrize("damage", ["missing", "spec", "weights", "not_a_package"])
+def test_damaged_package_is_an_error_naming_it(damage, small_package, tmp_path):
+    path = tmp_path / "damaged.mlpackage"
+    if damage != "missing":
+        shutil.copytree(small_package, path)
+    if damage == "spec":
+        (path / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(b"not a model")
+    elif damage == "weights":
+        with open(path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin", "r+b") as weights:
+            weights.truncate(100)
+    elif damage == "not_a_package":
+        shutil.rmtree(path)
+        path.write_text("hello")
+    with pytest.raises(EdgeError, match=str(path)):
+        load_package(path)
+
+
+def test_small_package_matches_torch(small_net, small_package):
+    module, example, reference = small_net
+    assert sqnr_db(reference, load_package(small_package)(example)) >= 100
