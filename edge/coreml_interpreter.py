@@ -154,6 +154,36 @@ def _conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=
     return y[index]
 
 
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def _max_pool(x, kernel_sizes, pad_type="valid", strides=None, pad=None, ceil_mode=False):
+    spatial, kernel = x.dim() - 2, _ints(kernel_sizes)
+    strides = _ints(strides) if strides is not None else [1] * spatial
+    pads = _spatial_pads(pad_type, pad, list(x.shape[2:]), kernel, strides, [1] * spatial)
+    padded = F.pad(x, _torch_pad(pads), value=-math.inf)
+    return _MAX_POOL[spatial](padded, kernel, strides, 0, 1, bool(ceil_mode))
+
+
+def _avg_pool(x, kernel_sizes, pad_type="valid", strides=None, pad=None, exclude_padding_from_average=False,
+              ceil_mode=False):
+    spatial, kernel = x.dim() - 2, _ints(kernel_sizes)
+    strides = _ints(strides) if strides is not None else [1] * spatial
+    pads = _spatial_pads(pad_type, pad, list(x.shape[2:]), kernel, strides, [1] * spatial)
+    pool = _AVG_POOL[spatial]
+    mean = pool(F.pad(x, _torch_pad(pads)), kernel, strides, 0, bool(ceil_mode))
+    if not exclude_padding_from_average:
+        return mean
+    inside = F.pad(torch.ones_like(x[:1, :1]), _torch_pad(pads))  # 1 on real elements, 0 on padding
+    return mean / pool(inside, kernel, strides, 0, bool(ceil_mode))
+
+
+def _crop(x, crop_height, crop_width):
+    (top, bottom), (left, right) = _ints(crop_height), _ints(crop_width)
+    return x[..., top:x.shape[-2] - bottom, left:x.shape[-1] - right]
+
+
 def _linear(x, weight, bias=None):
     return F.linear(x, weight, bias)
 
@@ -260,6 +290,8 @@ def _pad(x, pad, mode="constant", constant_val=0.0):
     pads = [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]
     if mode == "constant":
         return F.pad(x, _torch_pad(pads), value=float(constant_val))
+    while pads and pads[0] == (0, 0):  # torch pads only the trailing dims in reflect / replicate modes
+        pads = pads[1:]
     return F.pad(x, _torch_pad(pads), mode={"reflect": "reflect", "replicate": "replicate"}[mode])
 
 
@@ -373,6 +405,7 @@ def _logical(fn):
 _KERNELS: dict[str, Callable] = {
     # linear algebra
     "conv": _conv, "conv_transpose": _conv_transpose, "linear": _linear, "matmul": _matmul, "einsum": _einsum,
+    "max_pool": _max_pool, "avg_pool": _avg_pool,
     # elementwise binary (numpy broadcasting)
     "add": _binary(torch.add), "sub": _binary(torch.sub), "mul": _binary(torch.mul),
     "real_div": _binary(torch.div), "floor_div": _binary(lambda x, y: torch.div(x, y, rounding_mode="floor")),
@@ -405,7 +438,7 @@ _KERNELS: dict[str, Callable] = {
     # shape and layout
     "reshape": _reshape, "expand_dims": _expand_dims, "squeeze": _squeeze, "transpose": _transpose,
     "concat": _concat, "stack": _stack, "split": _split, "slice_by_index": _slice_by_index,
-    "slice_by_size": _slice_by_size, "gather": _gather, "tile": _tile, "pad": _pad,
+    "slice_by_size": _slice_by_size, "crop": _crop, "gather": _gather, "tile": _tile, "pad": _pad,
     "upsample_nearest_neighbor": _upsample_nearest_neighbor,
     # activation quantization (iOS17)
     "quantize": _quantize, "dequantize": _dequantize,
@@ -545,7 +578,7 @@ class MilProgramRunner:
                             f"({', '.join(self.input_names)}), got {len(tensors)}")
         return self.run(dict(zip(self.input_names, tensors)))[self.output_names[0]]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def run(self, inputs: Mapping[str, object]) -> dict[str, torch.Tensor]:
         """{input name: numpy array or torch tensor} -> {output name: float32 tensor}."""
         missing = [name for name in self.input_names if name not in inputs]

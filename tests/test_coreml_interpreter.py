@@ -4,12 +4,12 @@ fp16 programs), compressed weights of every constexpr form, w8a8 activation quan
 from __future__ import annotations
 
 import shutil
-
 from copy import deepcopy as copy_module
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edge.coreml_interpreter import SUPPORTED_OPS, UnsupportedOpError, load_package
@@ -277,3 +277,50 @@ def test_damaged_package_is_an_error_naming_it(damage, small_package, tmp_path):
 def test_small_package_matches_torch(small_net, small_package):
     module, example, reference = small_net
     assert sqnr_db(reference, load_package(small_package)(example)) >= 100
+
+
+class OpZoo(nn.Module):
+    """Layers and functions the Moebius graphs do not use, each feeding an output of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1)
+        self.up_odd = nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1, output_padding=1)
+        self.norm = nn.BatchNorm2d(6)
+        self.instance_norm = nn.InstanceNorm2d(6, affine=True)
+        self.conv1d = nn.Conv1d(6, 4, 3, padding=2, dilation=2)
+        self.max_pool, self.avg_pool = nn.MaxPool2d(2), nn.AvgPool2d(3, stride=2, padding=1)
+        with torch.no_grad():
+            self.norm.running_mean.uniform_(-1, 1)
+            self.norm.running_var.uniform_(0.5, 2)
+            self.instance_norm.weight.uniform_(0.5, 2)
+
+    def forward(self, x, index):
+        a = self.norm(self.up(x)) + self.up_odd(x)  # (1, 6, 16, 16)
+        first, rest = torch.split(self.instance_norm(a), [2, 4], dim=1)
+        b = torch.cat([F.gelu(first), rest], 1)
+        c = F.pad(b, (1, 2, 0, 1), mode="reflect")[:, :, :16, 1:17] + F.pad(b, (1, 1, 1, 1), mode="replicate")[..., 1:-1, 2:]
+        d = torch.einsum("bchw,bdhw->bcd", c, b)  # (1, 6, 6)
+        e = torch.index_select(c, 1, index)  # (1, 3, 16, 16)
+        f = torch.stack([e.amax(dim=(2, 3)), e.amin(dim=(2, 3)), e.sum(dim=(2, 3))], dim=-1)  # (1, 3, 3)
+        g = torch.where(c > 0, torch.sigmoid(c), torch.tanh(c)) * F.leaky_relu(c, 0.1) + F.elu(c) + F.softplus(c)
+        h = torch.exp(-g.abs()) + torch.log(g.abs() + 1) + torch.pow(g.abs(), 1.5) + torch.clamp(g, -0.5, 0.5)
+        i = self.conv1d(h.flatten(2).mean(-1, keepdim=True).expand(1, 6, 5))  # (1, 4, 5)
+        j = F.interpolate(self.max_pool(h), scale_factor=2, mode="nearest") + self.avg_pool(h).repeat(1, 1, 2, 2)
+        k = torch.rsqrt(j.abs() + 1).unsqueeze(0).mean(dim=2).squeeze(0)
+        return tuple(2 * t for t in (a, b, c, d, e, f, g, h, i, j, k))  # 2 *: distinct output names
+
+
+def test_ops_beyond_the_moebius_graphs_match_torch(tmp_path):
+    torch.manual_seed(0)
+    module, x, index = OpZoo().eval(), torch.randn(1, 8, 8, 8), torch.tensor([4, 0, 2])
+    with torch.no_grad():
+        references = module(x, index)
+    program = torch.export.export(module, (x, index)).run_decompositions({})
+    convert(program, None, ct.precision.FLOAT32, ct.target.iOS18, tmp_path / "zoo.mlpackage")
+    runner = load_package(tmp_path / "zoo.mlpackage")
+    assert {"conv_transpose", "crop", "instance_norm", "split", "gelu", "pad", "matmul", "gather", "stack",
+            "reduce_max", "select", "softplus", "max_pool", "avg_pool", "tile", "expand_dims"} <= set(runner.op_histogram())
+    outputs = runner.run({"x": x, "index": index.int()})
+    for name, reference in zip(runner.output_names, references):
+        assert sqnr_db(reference, outputs[name]) >= 100, name
