@@ -201,9 +201,12 @@ def _einsum(values, equation):
 
 
 def _reshape(x, shape):
-    """MIL reshape: -1 is inferred; 0 copies the input's dim (iOS17)."""
-    dims = [x.shape[i] if d == 0 else d for i, d in enumerate(_ints(shape))]
-    return x.reshape(dims)
+    """MIL reshape: -1 is inferred; a 0 copies the input dim at the same place counted from the right,
+    or is 1 where the input has no such dim (iOS17)."""
+    shape = _ints(shape)
+    offset = len(shape) - x.dim()  # shape[i] faces x.shape[i - offset]
+    return x.reshape([d if d != 0 else x.shape[i - offset] if 0 <= i - offset < x.dim() else 1
+                      for i, d in enumerate(shape)])
 
 
 def _reshape_to(x, shape: tuple[int, ...]):
@@ -564,7 +567,7 @@ class MilProgramRunner:
         self._input_shapes = input_shapes  # None where the program leaves a dim flexible
         self._input_fp16 = input_fp16
         self._steps = steps
-        self._constants = constants
+        self._constants = constants  # outputs the program states as constants
         self._histogram = histogram
 
     def op_histogram(self) -> dict[str, int]:
@@ -646,8 +649,7 @@ def _resolve(source: str, function, weights_dir: str | None) -> MilProgramRunner
                             f"({type(error).__name__}: {error})") from error
 
     histogram = Counter(op.type for op in block.operations)
-    raw: dict[str, object] = {}  # constant name -> numpy value, for the constexpr ops
-    constants: dict[str, object] = {}  # constant name -> kernel argument (float32 tensor, scalar, ...)
+    constants = _Constants()
     steps = []
     for op in block.operations:
         if op.type not in SUPPORTED_OPS or op.blocks:
@@ -655,23 +657,45 @@ def _resolve(source: str, function, weights_dir: str | None) -> MilProgramRunner
             raise UnsupportedOpError(f"Core ML op '{op.type}' (output '{first_output}') is not supported by "
                                      f"edge's interpreter; supported: {', '.join(sorted(SUPPORTED_OPS))}")
         if op.type == "const":
-            raw[op.outputs[0].name] = load_value(op.attributes["val"])
-        else:
-            arguments = {param: [load_value(a.value) if a.WhichOneof("binding") == "value" else _ValueName(a.name)
-                                 for a in binding.arguments] for param, binding in op.inputs.items()}
-            # iOS16 constexpr ops carry their parameters as attributes
-            arguments.update({param: [load_value(value)] for param, value in op.attributes.items() if param != "name"})
-            if op.type not in _CONSTEXPRS:
-                steps.append(_step(op, arguments, constants, fp16))
-                continue
-            values = {param: raw[args[0]] if isinstance(args[0], _ValueName) else args[0]
+            constants.values[op.outputs[0].name] = load_value(op.attributes["val"])
+            continue
+        arguments = {param: [load_value(a.value) if a.WhichOneof("binding") == "value" else _ValueName(a.name)
+                             for a in binding.arguments] for param, binding in op.inputs.items()}
+        # iOS16 constexpr ops carry their parameters as attributes
+        arguments.update({param: [load_value(value)] for param, value in op.attributes.items() if param != "name"})
+        if op.type in _CONSTEXPRS:
+            values = {param: constants.values[args[0]] if isinstance(args[0], _ValueName) else args[0]
                       for param, args in arguments.items()}
-            raw[op.outputs[0].name] = _CONSTEXPRS[op.type](**values)
-        constants[op.outputs[0].name] = _argument(raw[op.outputs[0].name])
+            value = _CONSTEXPRS[op.type](**values)  # float32
+            if op.outputs[0].type.tensorType.dataType == fp16:
+                value = value.astype(np.float16).astype(np.float32)
+            constants.values[op.outputs[0].name] = value
+        else:
+            steps.append(_step(op, arguments, constants, fp16))
+    outputs = tuple(block.outputs)
     return MilProgramRunner(source, tuple(i.name for i in function.inputs),
                             tuple(_static_shape(i) for i in function.inputs),
                             tuple(i.type.tensorType.dataType == fp16 for i in function.inputs),
-                            tuple(block.outputs), tuple(steps), constants, dict(histogram))
+                            outputs, tuple(steps), {name: constants.argument(name) for name in outputs
+                                                    if name in constants},
+                            dict(histogram))
+
+
+class _Constants:
+    """Values known at load time (const ops, decoded constexpr ops): numpy as read, for the constexpr ops;
+    converted to kernel arguments on first use by a step, so packed weights are never widened unused."""
+
+    def __init__(self):
+        self.values: dict[str, object] = {}
+        self._arguments: dict[str, object] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def argument(self, name: str):
+        if name not in self._arguments:
+            self._arguments[name] = _argument(self.values[name])
+        return self._arguments[name]
 
 
 class _ValueName(str):
@@ -694,12 +718,12 @@ def _argument(value):
     return value
 
 
-def _is_constant(argument, constants: dict) -> bool:
+def _is_constant(argument, constants: _Constants) -> bool:
     return not isinstance(argument, _ValueName) or argument in constants
 
 
-def _constant(argument, constants: dict):
-    return constants[argument] if isinstance(argument, _ValueName) else _argument(argument)
+def _constant(argument, constants: _Constants):
+    return constants.argument(argument) if isinstance(argument, _ValueName) else _argument(argument)
 
 
 def _static_shape(output) -> tuple[int, ...] | None:
@@ -709,7 +733,7 @@ def _static_shape(output) -> tuple[int, ...] | None:
     return tuple(d.constant.size for d in dims)
 
 
-def _step(op, arguments: dict[str, list], constants: dict[str, object], fp16) -> _Step:
+def _step(op, arguments: dict[str, list], constants: _Constants, fp16) -> _Step:
     kernel = _KERNELS[op.type]
     static, inputs, list_inputs = {}, [], []
     shape = _static_shape(op.outputs[0]) if op.type in _STATIC_SHAPE_OPS else None

@@ -136,6 +136,8 @@ COMPRESSIONS = [
      "constexpr_blockwise_shift_scale"),
     ("int4_per_block_offset", "iOS18", _quantizer(mode="linear", dtype="int4", granularity="per_block", block_size=8),
      "constexpr_blockwise_shift_scale"),
+    ("int4_per_block_fp16", "iOS18", _quantizer(mode="linear", dtype="int4", granularity="per_block", block_size=8),
+     "constexpr_blockwise_shift_scale"),
     ("palette_4bit_ios16", "iOS16", _palettizer(nbits=4), "constexpr_lut_to_dense"),
     ("palette_6bit_grouped", "iOS18", _palettizer(nbits=6, granularity="per_grouped_channel", group_size=8),
      "constexpr_lut_to_dense"),
@@ -173,8 +175,10 @@ def test_compressed_weights_decode_exactly(name, target, compress, constexpr, sm
     with those weights; the result differs from the uncompressed torch module (compression happened)."""
     module, example, reference = small_net
     program = torch.export.export(module, (example,)).run_decompositions({})
+    fp16 = name.endswith("fp16")
     model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
-                       compute_precision=ct.precision.FLOAT32, inputs=[ct.TensorType(name="x", shape=example.shape)])
+                       compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
+                       inputs=[ct.TensorType(name="x", shape=example.shape)])
     compressed = compress(model)
     compressed.save(str(tmp_path / "compressed.mlpackage"))
     decompressed = cto.decompress_weights(compressed)
@@ -187,7 +191,7 @@ def test_compressed_weights_decode_exactly(name, target, compress, constexpr, sm
     assert max_abs(dense(example), output) == 0
     with torch.no_grad():
         decompressed_reference = torch_with_package_weights(module, decompressed)(example)
-    assert sqnr_db(decompressed_reference, output) >= 100
+    assert sqnr_db(decompressed_reference, output) >= (40 if fp16 else 100)  # fp16: activations rounded
     assert sqnr_db(reference, output) < 60
 
 
