@@ -447,6 +447,12 @@ _KERNELS: dict[str, Callable] = {
     "quantize": _quantize, "dequantize": _dequantize,
 }
 _STATIC_SHAPE_OPS = frozenset({"reshape", "expand_dims", "squeeze"})  # run as x.reshape(stated output shape)
+# Ops whose outputs are some of their inputs' values (same dtype in and out): in an fp16 program these
+# are fp16 values already, so the step skips the (costly) rounding.
+_VALUE_PRESERVING_OPS = frozenset({
+    "reshape", "expand_dims", "squeeze", "transpose", "concat", "stack", "split", "slice_by_index",
+    "slice_by_size", "crop", "gather", "tile", "pad", "identity", "upsample_nearest_neighbor", "max_pool",
+    "relu", "reduce_max", "reduce_min", "select", "maximum", "minimum"})
 _LIST_PARAMS = frozenset({"values"})  # variadic inputs (concat, stack, einsum)
 
 
@@ -753,4 +759,5 @@ def _step(op, arguments: dict[str, list], constants: _Constants, fp16) -> _Step:
         else:
             inputs.append((param, str(args[0])))
     return _Step(kernel, static, tuple(inputs), tuple(list_inputs), tuple(o.name for o in op.outputs),
-                 tuple(o.type.tensorType.dataType == fp16 for o in op.outputs))
+                 tuple(o.type.tensorType.dataType == fp16 and op.type not in _VALUE_PRESERVING_OPS
+                       for o in op.outputs))
