@@ -62,7 +62,8 @@ def _tensor(value) -> torch.Tensor:
 
 
 def _binary(fn):
-    return lambda x, y: fn(x, y)
+    """Elementwise with numpy broadcasting; x may be a constant scalar (1 - y), torch wants a tensor first."""
+    return lambda x, y: fn(x if isinstance(x, torch.Tensor) else torch.as_tensor(x), y)
 
 
 def _unary(fn):
@@ -143,8 +144,8 @@ def _conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type=
         pads = [(0, 0)] * spatial
     else:  # same: output = input * stride
         pads = []
-        for size, length, in_size in zip(full, strides, x.shape[2:]):
-            total = size - in_size * length
+        for size, stride, in_size in zip(full, strides, x.shape[2:]):
+            total = size - in_size * stride
             small, large = total // 2, total - total // 2
             pads.append((large, small) if pad_type == "same_lower" else (small, large))
     if output_shape is not None:
@@ -359,7 +360,8 @@ def _select(cond, a, b):
     return torch.where(_tensor(cond).bool(), _tensor(a), _tensor(b))
 
 
-_CAST_DTYPES = {"fp16": torch.float32, "fp32": torch.float32, "int32": torch.int32, "int16": torch.int16,
+_CAST_DTYPES = {"fp16": torch.float32, "fp32": torch.float32, "int64": torch.int64, "int32": torch.int32,
+                "int16": torch.int16,
                 "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
 
 
