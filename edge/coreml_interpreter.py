@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -509,8 +509,10 @@ def _constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
         axis = int(vector_axis) % indices.ndim
         indices = np.swapaxes(indices, axis, -1)
         lut = np.swapaxes(lut, axis, -3)
-    palettes = _repeat_blocks(lut, indices.shape + lut.shape[-2:])  # (*indices.shape, 2^n, vector_size)
-    values = np.take_along_axis(palettes, indices[..., None, None], axis=-2)  # (*indices.shape, 1, vector_size)
+    blocks = lut.shape[:-2]
+    block_along = [np.arange(size) // (size // count) for size, count in zip(indices.shape, blocks)]
+    palette = np.ravel_multi_index(np.ix_(*block_along), blocks)  # (*indices.shape) broadcast: each one's palette
+    values = lut.reshape(-1, *lut.shape[-2:])[palette, indices]  # (*indices.shape, vector_size)
     values = values.reshape(indices.shape[:-1] + (indices.shape[-1] * vector_size,))
     if vector_size > 1:
         values = np.swapaxes(values, axis, -1)
@@ -555,6 +557,7 @@ class _Step:
     list_inputs: tuple[tuple[str, tuple], ...]  # (param, (value name or _Literal, ...))
     outputs: tuple[str, ...]
     fp16_outputs: tuple[bool, ...]  # round these outputs to fp16
+    release: tuple[str, ...] = ()  # values no later step reads: dropped after this one (peak memory)
 
 
 @dataclass(frozen=True)
@@ -618,6 +621,8 @@ class MilProgramRunner:
             results = result if isinstance(result, tuple) else (result,)
             for name, value, fp16 in zip(step.outputs, results, step.fp16_outputs):
                 env[name] = value.half().float() if fp16 else value
+            for name in step.release:
+                del env[name]
         return {name: env[name].float() for name in self.output_names}
 
 
@@ -684,9 +689,26 @@ def _resolve(source: str, function, weights_dir: str | None) -> MilProgramRunner
     return MilProgramRunner(source, tuple(i.name for i in function.inputs),
                             tuple(_static_shape(i) for i in function.inputs),
                             tuple(i.type.tensorType.dataType == fp16 for i in function.inputs),
-                            outputs, tuple(steps), {name: constants.argument(name) for name in outputs
-                                                    if name in constants},
+                            outputs, _with_releases(steps, outputs),
+                            {name: constants.argument(name) for name in outputs if name in constants},
                             dict(histogram))
+
+
+def _with_releases(steps: list[_Step], outputs: tuple[str, ...]) -> tuple[_Step, ...]:
+    """Each step also drops the values it was the last to read (or made and nobody reads)."""
+    last_reader: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        for name in step.outputs:
+            last_reader[name] = index
+        for _, name in step.inputs:
+            last_reader[name] = index
+        for _, sources in step.list_inputs:
+            last_reader.update({source: index for source in sources if not isinstance(source, _Literal)})
+    release: dict[int, list[str]] = {}
+    for name, index in last_reader.items():
+        if name not in outputs:
+            release.setdefault(index, []).append(name)
+    return tuple(replace(step, release=tuple(release.get(index, ()))) for index, step in enumerate(steps))
 
 
 class _Constants:
