@@ -18,8 +18,8 @@ Quant modes:
             with coremltools' own quantize/dequantize passes.
 
 The timestep path (every op computed from `time_features` alone: the timestep MLP and each ResNet
-block's time projection) stays fp32 in every mode: (1, F) vectors, free to keep exact, and their error
-would shift every block.
+block's time projection) stays fp32, weights uncompressed, in every mode: (1, F) vectors, free to keep
+exact, and their error would shift every block.
 """
 
 from __future__ import annotations
@@ -84,11 +84,18 @@ def _converted(program: torch.export.ExportedProgram, graph, fp16: bool, ios: st
                       compute_precision=precision, skip_model_load=True)
 
 
+def _time_path_ops(model) -> dict[str, None]:
+    """{op name: None} for the timestep path's ops: an OptimizationConfig's way of saying "leave these alone"."""
+    memo: dict[str, bool] = {}
+    return {op.name: None for op in model._mil_program.functions["main"].operations
+            if op.op_type != "const" and _time_only(op, memo)}
+
+
 def _int8_weights(model):
     import coremltools.optimize.coreml as cto
 
     config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"), op_name_configs=_time_path_ops(model))
     return cto.linear_quantize_weights(model, config)
 
 
@@ -96,7 +103,8 @@ def _palettized(model, bits: int, ios: str):
     import coremltools.optimize.coreml as cto
 
     grouped = {"granularity": "per_grouped_channel", "group_size": PALETTE_GROUP_SIZE} if ios == "18" else {}
-    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=bits, **grouped))
+    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=bits, **grouped),
+                                    op_name_configs=_time_path_ops(model))
     return cto.palettize_weights(model, config)
 
 
@@ -135,7 +143,8 @@ def _activations_quantized(model, samples: list[dict[str, np.ndarray]]):
         _adjust_concat_surrounding_activation_stats,
     )
 
-    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"),
+                                    op_name_configs=_time_path_ops(model))
     ranges = _activation_ranges(model, samples)
     _adjust_concat_surrounding_activation_stats(_concat_groups(model), ranges)
     passes = []
@@ -224,8 +233,11 @@ class CoremlBackend:
 
 
 def _rank5_count(model) -> int:
+    """Activations of rank >= 5 (constants excluded: iOS 18 palettes are rank-6 lookup tables, not tensors the
+    Neural Engine computes on)."""
     operations = model._mil_program.functions["main"].operations
-    return sum(1 for op in operations for var in op.outputs if var.rank is not None and var.rank >= 5)
+    return sum(1 for op in operations if op.op_type != "const" and not op.op_type.startswith("constexpr_")
+               for var in op.outputs if var.rank is not None and var.rank >= 5)
 
 
 BACKEND = CoremlBackend()
