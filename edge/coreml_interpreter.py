@@ -18,6 +18,12 @@ an op (a convolution's sums, a softmax) in reduced precision, which this interpr
 fp32 programs are computed in fp32 (parity with torch fp32 is > 100 dB SQNR).
 Activation `quantize` / `dequantize` (iOS17, w8a8) follow the MIL definition exactly:
 q = clip(round_half_even(x / scale) + zero_point), x' = scale * (q - zero_point).
+
+Covered op types: SUPPORTED_OPS, i.e. every op coremltools 9 emits for the Moebius graphs (fp32 and
+fp16, iOS17 and iOS18), common CNN / transformer ops, the constexpr weight decompressions of iOS16
+and iOS18, and iOS17 quantize / dequantize. Not covered: control flow (cond, while_loop), state ops,
+dynamic-shape ops (shape, fill, range_1d), bilinear / crop-resize, topk, cumsum, the combined
+sparse + palette / shift-scale constexprs (constexpr_lut_to_sparse, constexpr_sparse_blockwise_shift_scale).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ fp16 programs), compressed weights of every constexpr form, w8a8 activation quan
 
 from __future__ import annotations
 
+import math
 import shutil
 from copy import deepcopy as copy_module
 
@@ -326,3 +327,73 @@ def test_ops_beyond_the_moebius_graphs_match_torch(tmp_path):
     outputs = runner.run({"x": x, "index": index.int()})
     for name, reference in zip(runner.output_names, references):
         assert sqnr_db(reference, outputs[name]) >= 100, name
+
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def test_mil_ops_match_numpy(tmp_path):
+    """Ops the torch programs above do not produce, written with the MIL builder, against numpy."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (2, 3, 4)).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 2, 3).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    mean, variance = rng.normal(size=3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
+    positive = np.abs(x) + 0.5
+    channel = (1, 3, 1)
+    normalized = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    expected = {
+        "erf": np.vectorize(math.erf)(x), "sign": np.sign(x), "exp2": np.exp2(x), "inverse": 1 / (positive + 1e-4),
+        "floor_div": np.floor_divide(x, 0.75), "mod": np.mod(x, 0.75), "relu6": np.clip(4 * x, 0, 6),
+        "round": np.round(3 * x), "ceil": np.ceil(x), "sin": np.sin(x), "tan": np.tan(x / 2),
+        "truncated": np.trunc(3 * x), "between": ((x > 0) & (x < 1)).astype(np.float32),
+        "select": np.where(x > 0, x, -2 * x), "prod": np.prod(positive, axis=1),
+        "l2": np.sqrt((x**2).sum(2, keepdims=True)), "sum_square": (x**2).sum((0, 2)),
+        "batch_norm": (x - mean.reshape(channel)) / np.sqrt(variance.reshape(channel) + 1e-5) * gamma.reshape(channel)
+        + beta.reshape(channel),
+        "layer_norm": normalized * gamma.reshape(channel) + beta.reshape(channel),
+        "reversed": x[0:2, 2:0:-1, 3::-2], "interleaved": np.stack([x, 2 * x], axis=3).reshape(2, 3, 8),
+        "gathered": x[:, [2, 0], :], "sized": x[:, 1:3, 0:2], "gelu_tanh": _gelu_tanh(x),
+        "gelu_sigmoid": x / (1 + np.exp(-1.702 * x)),
+    }
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=ct.target.iOS17)
+    def program(x):
+        positive = mb.add(x=mb.abs(x=x), y=0.5)
+        greater = mb.greater(x=x, y=0.0)
+        return (
+            mb.erf(x=x, name="erf"), mb.sign(x=x, name="sign"), mb.exp2(x=x, name="exp2"),
+            mb.inverse(x=positive, name="inverse"), mb.floor_div(x=x, y=0.75, name="floor_div"),
+            mb.mod(x=x, y=0.75, name="mod"), mb.relu6(x=mb.mul(x=x, y=4.0), name="relu6"),
+            mb.round(x=mb.mul(x=x, y=3.0), name="round"), mb.ceil(x=x, name="ceil"), mb.sin(x=x, name="sin"),
+            mb.tan(x=mb.mul(x=x, y=0.5), name="tan"),
+            mb.cast(x=mb.cast(x=mb.mul(x=x, y=3.0), dtype="int32"), dtype="fp32", name="truncated"),
+            mb.cast(x=mb.logical_and(x=greater, y=mb.less(x=x, y=1.0)), dtype="fp32", name="between"),
+            mb.select(cond=greater, a=x, b=mb.mul(x=x, y=-2.0), name="select"),
+            mb.reduce_prod(x=positive, axes=[1], name="prod"),
+            mb.reduce_l2_norm(x=x, axes=[2], keep_dims=True, name="l2"),
+            mb.reduce_sum_square(x=x, axes=[0, 2], name="sum_square"),
+            mb.batch_norm(x=x, mean=mean, variance=variance, gamma=gamma, beta=beta, name="batch_norm"),
+            mb.layer_norm(x=x, axes=[1], gamma=gamma, beta=beta, epsilon=1e-5, name="layer_norm"),
+            mb.slice_by_index(x=x, begin=[0, 2, 3], end=[2, 0, 0], stride=[1, -1, -2],
+                              end_mask=[False, False, True], name="reversed"),
+            mb.concat(values=(x, mb.mul(x=x, y=2.0)), axis=2, interleave=True, name="interleaved"),
+            mb.gather(x=x, indices=np.array([-1, 0], np.int32), axis=1, name="gathered"),
+            mb.slice_by_size(x=x, begin=[0, 1, 0], size=[-1, 2, 2], name="sized"),
+            mb.gelu(x=x, mode="TANH_APPROXIMATION", name="gelu_tanh"),
+            mb.gelu(x=x, mode="SIGMOID_APPROXIMATION", name="gelu_sigmoid"),
+        )
+
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                       compute_precision=ct.precision.FLOAT32)
+    model.save(str(tmp_path / "ops.mlpackage"))
+    runner = load_package(tmp_path / "ops.mlpackage")
+    assert set(runner.op_histogram()) >= {
+        "erf", "sign", "exp2", "inverse", "floor_div", "mod", "relu6", "round", "ceil", "sin", "tan", "cast",
+        "logical_and", "less", "select", "reduce_prod", "reduce_l2_norm", "reduce_sum_square", "batch_norm",
+        "layer_norm", "slice_by_index", "concat", "gather", "slice_by_size", "gelu"}  # none folded away
+    outputs = runner.run({runner.input_names[0]: x})
+    assert set(outputs) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(outputs[name].numpy(), value, rtol=1e-5, atol=1e-5, err_msg=name)
