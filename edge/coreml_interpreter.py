@@ -28,10 +28,12 @@ sparse + palette / shift-scale constexprs (constexpr_lut_to_sparse, constexpr_sp
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -282,13 +284,17 @@ def _slice_by_size(x, begin, size):
 
 
 def _gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
-    if int(batch_dims) != 0:
-        raise ValueError("gather with batch_dims != 0")
-    axis = int(axis) % x.dim()
+    """x (*x_before, N, *x_after), indices (*I) -> (*x_before, *I, *x_after); negative indices count from N.
+    With batch_dims b, x and indices share their first b dims and each batch item gathers on its own."""
+    axis, batch = int(axis) % x.dim(), int(batch_dims)
     indices = _tensor(indices).long()
     indices = torch.where(indices < 0, indices + x.shape[axis], indices)
-    picked = x.index_select(axis, indices.flatten())
-    return picked.reshape(x.shape[:axis] + indices.shape + x.shape[axis + 1:])
+    if batch == 0:
+        picked = x.index_select(axis, indices.flatten())
+        return picked.reshape(x.shape[:axis] + indices.shape + x.shape[axis + 1:])
+    items = [_gather(item, item_indices, axis - batch)
+             for item, item_indices in zip(x.flatten(0, batch - 1), indices.flatten(0, batch - 1))]
+    return torch.stack(items).reshape(x.shape[:batch] + items[0].shape)
 
 
 def _tile(x, reps):
@@ -769,8 +775,17 @@ def _static_shape(output) -> tuple[int, ...] | None:
     return tuple(d.constant.size for d in dims)
 
 
+@cache
+def _parameter_names(kernel: Callable) -> frozenset[str]:
+    return frozenset(inspect.signature(kernel).parameters)
+
+
 def _step(op, arguments: dict[str, list], constants: _Constants, fp16) -> _Step:
     kernel = _KERNELS[op.type]
+    unknown = set(arguments) - _parameter_names(kernel)
+    if unknown:
+        raise UnsupportedOpError(f"Core ML op '{op.type}' (output '{op.outputs[0].name}') has parameters "
+                                 f"{', '.join(sorted(unknown))} that edge's interpreter does not support")
     static, inputs, list_inputs = {}, [], []
     shape = _static_shape(op.outputs[0]) if op.type in _STATIC_SHAPE_OPS else None
     if shape is not None:  # the program states the result's shape: only x matters

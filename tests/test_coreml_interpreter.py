@@ -354,7 +354,8 @@ def test_mil_ops_match_numpy(tmp_path):
         + beta.reshape(channel),
         "layer_norm": normalized * gamma.reshape(channel) + beta.reshape(channel),
         "reversed": x[0:2, 2:0:-1, 3::-2], "interleaved": np.stack([x, 2 * x], axis=3).reshape(2, 3, 8),
-        "gathered": x[:, [2, 0], :], "sized": x[:, 1:3, 0:2], "gelu_tanh": _gelu_tanh(x),
+        "gathered": x[:, [2, 0], :], "batch_gathered": np.stack([x[0, [1, 0]], x[1, [2, 2]]]),
+        "sized": x[:, 1:3, 0:2], "gelu_tanh": _gelu_tanh(x),
         "gelu_sigmoid": x / (1 + np.exp(-1.702 * x)),
     }
 
@@ -380,6 +381,7 @@ def test_mil_ops_match_numpy(tmp_path):
                               end_mask=[False, False, True], name="reversed"),
             mb.concat(values=(x, mb.mul(x=x, y=2.0)), axis=2, interleave=True, name="interleaved"),
             mb.gather(x=x, indices=np.array([-1, 0], np.int32), axis=1, name="gathered"),
+            mb.gather(x=x, indices=np.array([[1, 0], [2, 2]], np.int32), axis=1, batch_dims=1, name="batch_gathered"),
             mb.slice_by_size(x=x, begin=[0, 1, 0], size=[-1, 2, 2], name="sized"),
             mb.gelu(x=x, mode="TANH_APPROXIMATION", name="gelu_tanh"),
             mb.gelu(x=x, mode="SIGMOID_APPROXIMATION", name="gelu_sigmoid"),
