@@ -605,8 +605,10 @@ class MilProgramRunner:
         return self.run(dict(zip(self.input_names, tensors)))[self.output_names[0]]
 
     @torch.no_grad()
-    def run(self, inputs: Mapping[str, object]) -> dict[str, torch.Tensor]:
-        """{input name: numpy array or torch tensor} -> {output name: float32 tensor}."""
+    def run(self, inputs: Mapping[str, object],
+            observe: Callable[[str, torch.Tensor], None] | None = None) -> dict[str, torch.Tensor]:
+        """{input name: numpy array or torch tensor} -> {output name: float32 tensor}.
+        observe(name, value) sees every op output as it is computed (calibration statistics)."""
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
             raise EdgeError(f"{self.source}: missing input {', '.join(missing)} "
@@ -633,6 +635,8 @@ class MilProgramRunner:
             results = result if isinstance(result, tuple) else (result,)
             for name, value, fp16 in zip(step.outputs, results, step.fp16_outputs):
                 env[name] = value.half().float() if fp16 else value
+                if observe is not None:
+                    observe(name, env[name])
             for name in step.release:
                 del env[name]
         return {name: env[name].float() for name in self.output_names}

@@ -92,6 +92,10 @@ def test_runner_names_histogram_and_inputs(graphs, packages, references):
     by_name = runner.run({"latent": inputs[0].numpy(), "time_features": inputs[1]})
     assert set(by_name) == {"noise"} and by_name["noise"].dtype == torch.float32
     assert torch.equal(by_name["noise"], runner(*inputs))
+    seen = {}
+    observed = runner.run(dict(zip(runner.input_names, inputs)), observe=lambda name, value: seen.update({name: value}))
+    assert torch.equal(seen["noise"], observed["noise"])
+    assert len(seen) == sum(n for op, n in histogram.items() if op != "const" and not op.startswith("constexpr"))
     with pytest.raises(EdgeError, match="time_features"):
         runner.run({"latent": inputs[0]})
     with pytest.raises(EdgeError, match=r"latent has shape \(1, 9, 16, 16\)"):
