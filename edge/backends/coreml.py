@@ -136,7 +136,7 @@ def _activations_quantized(model, samples: list[dict[str, np.ndarray]]):
     """coremltools' linear_quantize_activations with the calibration statistics from the interpreter."""
     import coremltools.optimize.coreml as cto
     from coremltools.converters.mil.frontend.milproto import load as milproto_to_pymil
-    from coremltools.converters.mil.mil.pass_pipeline import PASS_REGISTRY
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
     from coremltools.converters.mil.mil.passes.graph_pass import PassOption
     from coremltools.models.utils import _apply_graph_pass
     from coremltools.optimize.coreml.experimental._post_training_quantization import (
