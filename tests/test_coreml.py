@@ -1,0 +1,130 @@
+"""`edge compile --target coreml` on moebius-tiny: every quant mode converted once per session, run through
+edge's MIL interpreter, checked with `edge check`'s gates; the deployment-target option; bad input."""
+
+from __future__ import annotations
+
+
+import pytest
+from typer.testing import CliRunner
+
+from edge.backends.coreml import NOT_ON_NEURAL_ENGINE
+from edge.bundle import read_bundle, verify_bundle
+from edge.cli import app
+from edge.coreml_interpreter import load_package
+from tests.conftest import run_check_cli
+
+# fp32 packages' parity with torch (>= 100 dB) is tests/test_coreml_interpreter.py's; these are the shipping modes
+COREML_MODES = ("fp16", "int8", "palette6", "palette4", "w8a8")
+runner = CliRunner()
+
+
+IOS18_MODES = ("palette4",)  # compiled with --ios 18 (per-grouped-channel palettes); the rest for iOS 17
+
+
+@pytest.fixture(scope="session")
+def coreml_bundles(tmp_path_factory, parity_file, pipeline_file):
+    from edge.compile import CompileRequest, compile_bundle
+
+    folder = tmp_path_factory.mktemp("coreml")
+    return {mode: compile_bundle(CompileRequest("moebius-tiny", "coreml", mode, folder / mode, parity_file, pipeline_file,
+                                                options=(("ios", "18"),) if mode in IOS18_MODES else ()))
+            for mode in COREML_MODES}
+
+
+@pytest.fixture(scope="session")
+def coreml_checks(coreml_bundles, tmp_path_factory, lpips_folder):
+    folder = tmp_path_factory.mktemp("coreml-checks")
+    return {mode: run_check_cli(path, folder / f"{mode}.html", "--lpips-weights", str(lpips_folder))
+            for mode, path in coreml_bundles.items()}
+
+
+def unet_ops(bundle) -> dict[str, int]:
+    return read_bundle(bundle).manifest["graphs"]["unet"]["report"]["ops"]
+
+
+def mil_program(package):
+    """The package's program as coremltools' own Python objects (read independently of edge's interpreter)."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    model = ct.models.MLModel(str(package), skip_model_load=True)
+    spec = model.get_spec()
+    return load(spec, spec.specificationVersion, model.weights_dir).functions["main"]
+
+
+@pytest.mark.parametrize("mode", COREML_MODES)
+def test_bundle_holds_three_packages_an_app_can_load(coreml_bundles, mode):
+    bundle = read_bundle(coreml_bundles[mode])
+    manifest = bundle.manifest
+    ios = "18" if mode in IOS18_MODES else "17"
+    assert manifest["target"] == "coreml" and manifest["quant"] == mode
+    assert manifest["target_options"] == ({"ios": "18"} if mode in IOS18_MODES else {})
+    for name, graph in manifest["graphs"].items():
+        assert graph["file"] == f"{name}.mlpackage"
+        assert f"{name}.mlpackage/Manifest.json" in manifest["files"]  # every file of the package is hashed
+        assert f"{name}.mlpackage/Data/com.apple.CoreML/model.mlmodel" in manifest["files"]
+        report = graph["report"]
+        assert report["minimum_deployment_target"] == f"iOS{ios}" and report["rank5_tensors"] == 0
+        assert not set(report["ops"]) & NOT_ON_NEURAL_ENGINE, name
+        package = load_package(bundle.graph_file(name))  # names and shapes as the manifest says
+        assert list(package.input_names) == [spec["name"] for spec in graph["inputs"]]
+        assert list(package.output_names) == [spec["name"] for spec in graph["outputs"]]
+    assert manifest["graphs"]["unet"]["report"]["compute_units"] == "CPU_AND_NE"
+    assert verify_bundle(bundle, runs_here=True)["ok"]  # hashes + golden self-check in the interpreter
+
+
+def test_compression_shows_in_the_program_and_its_size(coreml_bundles):
+    sizes = {mode: read_bundle(path).manifest["graphs"]["unet"]["report"]["bytes"] for mode, path in coreml_bundles.items()}
+    assert sizes["fp16"] > 1.5 * sizes["int8"]  # tiny's small weights (< 2048 values) and the timestep path stay fp16/fp32
+    assert sizes["int8"] > sizes["palette6"] > sizes["palette4"]
+    assert unet_ops(coreml_bundles["int8"]).get("constexpr_affine_dequantize", 0) > 50  # iOS 17 form
+    assert unet_ops(coreml_bundles["palette4"]).get("constexpr_lut_to_dense", 0) > 50
+    w8a8 = unet_ops(coreml_bundles["w8a8"])
+    assert w8a8.get("quantize", 0) > 50 and w8a8.get("dequantize", 0) > 50
+    assert read_bundle(coreml_bundles["w8a8"]).manifest["graphs"]["unet"]["report"]["calibration_samples"] == 8
+
+
+def test_timestep_path_stays_fp32_in_the_fp16_program(coreml_bundles):
+    from coremltools.converters.mil.mil import types
+
+    operations = mil_program(read_bundle(coreml_bundles["fp16"]).graph_file("unet")).operations
+    first = next(op for op in operations if any(getattr(v, "name", None) == "time_features" for v in op.inputs.values()))
+    assert first.outputs[0].dtype == types.fp32 and first.op_type == "linear"
+    assert any(op.outputs[0].dtype == types.fp16 for op in operations if op.op_type == "conv")
+
+
+def test_fp16_packages_are_close_to_torch_but_rounded(coreml_bundles):
+    for name, graph in read_bundle(coreml_bundles["fp16"]).manifest["graphs"].items():
+        assert 40 <= graph["golden_sqnr_db"] < 100, name  # rounded to fp16 per op, not exact
+
+
+def test_check_gates_every_mode_and_precision_orders_the_results(coreml_checks):
+    for mode, run in coreml_checks.items():
+        assert run.exit_code == 0, (mode, [g for g in run.payload["gates"] if g["status"] == "fail"])
+        assert run.payload["target"] == "coreml" and any("interpreter" in n for n in run.payload["notices"])
+    unet = {mode: run.payload["metrics"]["unet_sqnr_db"] for mode, run in coreml_checks.items()}
+    assert unet["fp16"] > 40
+    assert unet["fp16"] > unet["int8"] > unet["palette4"] and unet["palette6"] > unet["palette4"]
+
+
+def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(coreml_bundles):
+    def palettes(mode):
+        operations = mil_program(read_bundle(coreml_bundles[mode]).graph_file("unet")).operations
+        return [op.lut.val for op in operations if op.op_type == "constexpr_lut_to_dense"]
+
+    ios17, ios18 = palettes("palette6"), palettes("palette4")
+    assert ios17 and all(lut.size == 64 for lut in ios17)  # one 64-entry palette per weight tensor
+    # iOS 18: one 16-entry palette per group of 16 output channels
+    assert ios18 and all(lut.shape[-2] == 16 for lut in ios18) and max(lut.shape[0] for lut in ios18) > 1
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--target", "coreml", "--ios", "16"], "target coreml: --ios 16 is not supported: choose one of 17, 18"),
+    (["--target", "xnnpack", "--ios", "18"], "target xnnpack has no option --ios (it takes no options)"),
+    (["--target", "coreml", "--quant", "int4"], "target coreml has no quant mode 'int4': choose one of fp16, fp32, int8"),
+])
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, expected):
+    out = tmp_path / "bundle"
+    result = runner.invoke(app, ["compile", *args, "--model", "moebius-tiny", "-o", str(out)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and expected in result.output
+    assert result.output.count("\n") == 1 and not out.exists() and list(tmp_path.iterdir()) == []
