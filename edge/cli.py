@@ -412,6 +412,7 @@ def profile(
     save_dir: Annotated[Path | None, typer.Option(help="Folder for the timestamped JSON (default: BUNDLE/profiles).")] = None,
     timeout: Annotated[float, typer.Option(help="adb: seconds one runner call may take.")] = 600.0,
     clean: Annotated[bool, typer.Option(help="adb: remove the bundle's folder from the device afterwards.")] = False,
+    runner: Annotated[Path | None, typer.Option(help="adb: runner binary to push (default: edge runner build --abi <device ABI>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
@@ -421,18 +422,19 @@ def profile(
 
     say = _narrator(as_json)
     settings = Settings(runs, warmup, threads, cooldown)
-    saved = None
+    save_dir = save_dir or bundle / "profiles"
     try:
         if device == "local":
             result = _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json)
         elif device == "adb" or device.startswith("adb:"):
             from edge.adb import RemoteRequest, profile_remote
 
-            request = RemoteRequest(bundle, device.partition(":")[2] or None, settings, timeout, clean)
-            result = profile_remote(request, say, lambda partial: save_profile(partial, save_dir or bundle / "profiles"))
+            request = RemoteRequest(bundle, device.partition(":")[2] or None, settings, timeout, clean, runner, ops,
+                                    etdump_folder=save_dir / "etdump")
+            result = profile_remote(request, say, lambda partial: save_profile(partial, save_dir))
         else:
             raise EdgeError(f"--device {device}: use local, adb or adb:SERIAL")
-        saved = save_profile(result, save_dir or bundle / "profiles")
+        saved = save_profile(result, save_dir)
     except EdgeError as err:
         _fail(err, debug)
     if as_json:
@@ -473,6 +475,9 @@ def _print_profile(result: dict, saved) -> None:
                       str(native.get(name, {}).get("median_ms", "—")))
     console = Console()
     console.print(table)
+    if "inpaint_estimate_ms" in result:
+        console.print(f"full inpaint estimate (2 encodes + {result['device'].get('model')} UNet x steps + decode): "
+                      f"{result['inpaint_estimate_ms'] / 1000:.2f} s", highlight=False, soft_wrap=True)
     if "inpaint" in result:
         inpaint = result["inpaint"]
         console.print(f"full inpaint ({inpaint['steps']} steps): median {inpaint['median_ms'] / 1000:.2f} s over "
@@ -484,6 +489,31 @@ def _print_profile(result: dict, saved) -> None:
     for warning in result["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     console.print(f"saved {saved}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def devices(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """List the Android devices adb sees, with model, SoC, Android version, ABI and big cores."""
+    from edge.adb import devices_table
+
+    try:
+        rows = devices_table()
+    except EdgeError as err:
+        _fail(err, debug)
+    if as_json:
+        _emit_json({"command": "devices", "devices": rows})
+        return
+    if not rows:
+        typer.echo("no devices attached (adb devices -l lists none)")
+    for row in rows:
+        if row["state"] != "device":
+            typer.echo(f"{row['serial']:20s} {row['state']}")
+        else:
+            typer.echo(f"{row['serial']:20s} {row['model']} ({row['soc']}), Android {row['android']}, {row['abi']}, "
+                       f"{row['cpus']} CPUs, big cores {row['big_cores']}")
 
 
 @runner_app.command("build")
