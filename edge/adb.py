@@ -228,6 +228,8 @@ def profile_remote(request: RemoteRequest, say: Callable[[str], None] = lambda l
     from edge.profile import load_checked_bundle
 
     bundle = load_checked_bundle(request.bundle)
+    if bundle.manifest["backend"] != "xnnpack":
+        raise EdgeError(f"{request.bundle}: adb profiling runs ExecuTorch bundles; this one is {bundle.manifest['backend']}")
     settings = request.settings
     device = Device(pick_device(request.serial))
     info = describe(device)
@@ -238,8 +240,6 @@ def profile_remote(request: RemoteRequest, say: Callable[[str], None] = lambda l
               "runtime": "edge_runner (native ExecuTorch)", "settings": {**settings.to_json(), "threads": threads},
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "pinned_cores": cores,
               "graphs": {}, "warnings": [], "complete": False}
-    if bundle.manifest["backend"] != "xnnpack":
-        raise EdgeError(f"{request.bundle}: adb profiling runs ExecuTorch bundles; this one is {bundle.manifest['backend']}")
     try:
         _run_on_device(device, bundle, request, info, cores, Settings(settings.runs, settings.warmup, threads,
                                                                        settings.cooldown_s), result, say)

@@ -463,16 +463,16 @@ def _print_profile(result: dict, saved) -> None:
 
     device = result["device"]
     where = device.get("model") or device.get("cpu", device["kind"])
-    table = Table(title=f"{result['model']} {result['backend']} {result['quant']} on {where} ({result['runtime']})")
-    for column in ("graph", "load ms", "first ms", "median ms", "p90 ms", "min ms", "max ms", "CV", "trimmed ms",
-                   "peak RSS MB", "native median ms"):
-        table.add_column(column, justify="right")
+    table = Table(title=f"{result['model']} {result['backend']} {result['quant']} on {where} ({result['runtime']}), ms")
     native = result.get("native", {}).get("graphs", {})
+    columns = ("graph", "load", "first", "median", "p90", "min..max", "CV", "trimmed", "RSS MB") + (("native",) if native else ())
+    for column in columns:
+        table.add_column(column, justify="right")
     for name, graph in result["graphs"].items():
-        table.add_row(name, *(str(graph.get(key, "—")) for key in ("load_ms", "first_run_ms", "median_ms", "p90_ms",
-                                                                   "min_ms", "max_ms")),
-                      f"{graph['cv']:.1%}", str(graph["trimmed_mean_ms"]), str(graph.get("peak_rss_mb", "—")),
-                      str(native.get(name, {}).get("median_ms", "—")))
+        row = [name, *(f"{graph[key]:.1f}" for key in ("load_ms", "first_run_ms", "median_ms", "p90_ms")),
+               f"{graph['min_ms']:.1f}..{graph['max_ms']:.1f}", f"{graph['cv']:.1%}", f"{graph['trimmed_mean_ms']:.1f}",
+               f"{graph['peak_rss_mb']:.0f}"]
+        table.add_row(*row, *((f"{native[name]['median_ms']:.1f}",) if native else ()))
     console = Console()
     console.print(table)
     if "inpaint_estimate_ms" in result:

@@ -187,11 +187,14 @@ def profile_local(request: LocalRequest, say: Callable[[str], None] = lambda lin
 
 def save_profile(result: dict, folder: Path) -> Path:
     """Write the result as <folder>/<UTC timestamp>-<device>.json (folder default: BUNDLE/profiles)."""
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     device = result["device"].get("serial", result["device"]["kind"])
     path = folder / f"{stamp}-{device}.json"
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise EdgeError(f"{folder}: cannot save the profile there ({err.strerror}); pass --save-dir") from err
     return path

@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 from edge.bundle import read_bundle
 from edge.cli import app
 from edge.errors import EdgeError
-from edge.measure import summarize
+from edge.measure import Settings, summarize
 from edge.runner import build_runner, parse_runner_line, runner_arguments, write_inputs
-from edge.measure import Settings
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +139,23 @@ def test_android_build_names_what_is_missing(monkeypatch, tmp_path):
 def test_profile_rejects_an_unknown_device(bundle):
     result = CliRunner().invoke(app, ["profile", str(bundle), "--device", "usb"])
     assert result.exit_code == 2 and "--device usb" in result.output
+
+
+def test_core_ml_results_are_marked_as_the_interpreter(bundle, tmp_path, monkeypatch):
+    """Any backend's `load` is profiled; a Core ML bundle's numbers are flagged as not a device speed."""
+    import edge.backends
+    from edge.backends.xnnpack import BACKEND
+    from edge.profile import LocalRequest, profile_local
+
+    copy = tmp_path / "as-coreml"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["backend"] = "coreml"  # the manifest is not in its own file list: hashes still match
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    asked = []
+    monkeypatch.setattr(edge.backends, "get_backend", lambda name: asked.append(name) or BACKEND)
+    result = profile_local(LocalRequest(copy, Settings(runs=1, warmup=1, cooldown_s=0), inpaint_runs=0, ops=False,
+                                        graphs=("unet",)))
+    assert asked == ["coreml"] and result["backend"] == "coreml"
+    assert "not a device speed" in result["interpreted"] and any("interpreter" in w for w in result["warnings"])
+    assert list(result["graphs"]) == ["unet"] and "inpaint" not in result
