@@ -189,10 +189,13 @@ def save_profile(result: dict, folder: Path) -> Path:
     """Write the result as <folder>/<UTC timestamp>-<device>.json (folder default: BUNDLE/profiles)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     device = result["device"].get("serial", result["device"]["kind"])
-    path = folder / f"{stamp}-{device}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        path, again = folder / f"{stamp}-{device}.json", 1
+        while path.exists():  # two profiles within one second
+            again += 1
+            path = folder / f"{stamp}-{device}-{again}.json"
+        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(result, indent=1) + "\n")
         os.replace(tmp, path)
     except OSError as err:
