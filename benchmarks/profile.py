@@ -33,6 +33,13 @@ def edge(*arguments: str) -> dict:
     return json.loads(done.stdout)
 
 
+def latest_profile(folder: Path, bundle: Path) -> Path | None:
+    """The newest complete local profile of this bundle saved in folder, if any."""
+    matching = [path for path in sorted(folder.glob("*-local*.json"))
+                if json.loads(path.read_text())["bundle"] == str(bundle)]
+    return matching[-1] if matching else None
+
+
 def seconds(ms: float) -> str:
     return f"{ms / 1000:.3f}"
 
@@ -75,14 +82,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--inpaint-runs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true", help="take a bundle's latest saved profile instead of rerunning")
     args = parser.parse_args()
 
     runner = edge("runner", "build")["runner"]
     save_dir = HERE / "results" / "profiles"
     profiles = []
     for bundle in args.bundles:
-        print(f"profiling {bundle}", flush=True)
-        profiles.append(edge("profile", str(bundle), "--runs", str(args.runs), "--warmup", str(args.warmup),
+        saved = latest_profile(save_dir, bundle) if args.reuse else None
+        print(f"{'reusing ' + str(saved) if saved else 'profiling'} {bundle}", flush=True)
+        profiles.append(json.loads(saved.read_text()) if saved else
+                        edge("profile", str(bundle), "--runs", str(args.runs), "--warmup", str(args.warmup),
                              "--inpaint-runs", str(args.inpaint_runs), "--threads", str(args.threads),
                              "--native", "--save-dir", str(save_dir)))
     date = datetime.date.today().isoformat()
