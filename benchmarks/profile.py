@@ -46,7 +46,7 @@ def seconds(ms: float) -> str:
 
 def table(profiles: list[dict]) -> list[str]:
     lines = ["| bundle | graph | Python median s | p90 s | min..max s | CV | trimmed mean s | native median s | "
-             "native / Python | load s | first call s | peak RSS MB (Python / native) |",
+             "native / Python | load s | first call s | peak RSS MB (Python) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for profile in profiles:
         for name, graph in profile["graphs"].items():
@@ -55,7 +55,7 @@ def table(profiles: list[dict]) -> list[str]:
                          f"{seconds(graph['min_ms'])}..{seconds(graph['max_ms'])} | {graph['cv']:.1%} | "
                          f"{seconds(graph['trimmed_mean_ms'])} | {seconds(native['median_ms'])} | "
                          f"{profile['native_vs_python'][name]} | {seconds(graph['load_ms'])} | "
-                         f"{seconds(graph['first_run_ms'])} | {graph['peak_rss_mb']:.0f} / {native['peak_rss_mb']:.0f} |")
+                         f"{seconds(graph['first_run_ms'])} | {graph['peak_rss_mb']:.0f} |")
         inpaint = profile["inpaint"]
         shares = ", ".join(f"{n} {seconds(ms)}" for n, ms in inpaint["graph_ms"].items())
         lines.append(f"| {profile['quant']} | **full inpaint** ({inpaint['steps']} steps, {inpaint['runs']} runs) | "

@@ -80,6 +80,8 @@ def test_native_runner_matches_the_python_runtime(local_profile):
     for name, graph in native.items():
         assert graph["runs"] == 3 and graph["threads"] == 2
         assert graph["max_abs_vs_golden"] <= 1e-4, name  # same program, same kernels: the compile-time output
+        # its own peak (VmHWM), not the Python parent's that getrusage carries across exec
+        assert 0 < graph["peak_rss_mb"] < local_profile["graphs"][name]["rss_before_mb"], name
         ratio = local_profile["native_vs_python"][name]
         assert math.isfinite(ratio) and ratio > 0
 

@@ -126,10 +126,16 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
+// This program's own peak resident memory: VmHWM (Linux and Android). Not getrusage's ru_maxrss,
+// which Linux carries over from the parent across fork + exec (a Python parent's peak, here).
 long peak_rss_kb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);  // "VmHWM:   12345 kB"
+  }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss;  // kilobytes on Linux and Android
+  return usage.ru_maxrss;
 }
 
 void write_etdump(Module& module, const std::string& path) {
