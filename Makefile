@@ -22,7 +22,17 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
+# the profiling tests build the native runner (CMake, g++) and drive Debian's adb client against an emulated phone
+ADB := /usr/bin/adb
+CMAKE := /usr/bin/cmake
+
+$(ADB):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb >/dev/null
+
+$(CMAKE):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
+
+test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE)
 	$(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)

@@ -395,6 +395,151 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
                        f"latent {row['latent_size']}, widths {row['widths']}")
 
 
+# --- edge profile / edge devices / edge runner (profiling on this host and on Android devices) ---
+
+runner_app = typer.Typer(help="The native ExecuTorch runner (android_demo/runner).", no_args_is_help=True)
+app.add_typer(runner_app, name="runner")
+
+
+@app.command()
+def profile(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (from edge compile).")],
+    device: Annotated[str, typer.Option(help="local, adb (the one attached device) or adb:SERIAL.")] = "local",
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per graph.")] = 10,
+    warmup: Annotated[int, typer.Option(min=1, help="Untimed runs before them (the first call packs weights).")] = 3,
+    threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads (default: the runtime's).")] = None,
+    cooldown: Annotated[float, typer.Option(min=0, help="Seconds of rest between graphs.")] = 2.0,
+    inpaint_runs: Annotated[int, typer.Option(min=0, help="Full inpaints timed (0: skip).")] = 1,
+    ops: Annotated[bool, typer.Option(help="Per-op breakdown (ETDump) where the runtime gives one.")] = True,
+    native: Annotated[bool | None, typer.Option(help="Also time the native runner (local default: when built).")] = None,
+    save_dir: Annotated[Path | None, typer.Option(help="Folder for the timestamped JSON (default: BUNDLE/profiles).")] = None,
+    timeout: Annotated[float, typer.Option(help="adb: seconds one runner call may take.")] = 600.0,
+    clean: Annotated[bool, typer.Option(help="adb: remove the bundle's folder from the device afterwards.")] = False,
+    runner: Annotated[Path | None, typer.Option(help="adb: runner binary to push (default: edge runner build --abi <device ABI>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Latency and memory of BUNDLE per graph and for a full inpaint, here or on an Android device."""
+    from edge.measure import Settings
+    from edge.profile import save_profile
+
+    say = _narrator(as_json)
+    settings = Settings(runs, warmup, threads, cooldown)
+    save_dir = save_dir or bundle / "profiles"
+    try:
+        if device == "local":
+            result = _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json)
+        elif device == "adb" or device.startswith("adb:"):
+            from edge.adb import RemoteRequest, profile_remote
+
+            request = RemoteRequest(bundle, device.partition(":")[2] or None, settings, timeout, clean, runner, ops,
+                                    etdump_folder=save_dir / "etdump")
+            result = profile_remote(request, say, lambda partial: save_profile(partial, save_dir))
+        else:
+            raise EdgeError(f"--device {device}: use local, adb or adb:SERIAL")
+        saved = save_profile(result, save_dir)
+    except EdgeError as err:
+        _fail(err, debug)
+    if as_json:
+        _emit_json({"command": "profile", "saved": str(saved), **result})
+    else:
+        _print_profile(result, saved)
+
+
+def _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json):
+    from edge.profile import LocalRequest, profile_local
+    from edge.progress import progress_steps
+    from edge.runner import built_runner
+
+    runner = built_runner()
+    if native and runner is None:
+        raise EdgeError("--native: the native runner is not built (run edge runner build)")
+    if native is None and runner is None:
+        say("note: native runner not built, timing the Python runtime only (edge runner build adds it)")
+    request = LocalRequest(bundle, settings, inpaint_runs, ops, runner if native is not False else None)
+    with progress_steps("inpaint", enabled=not as_json and inpaint_runs > 0) as on_step:
+        return profile_local(request, say, on_step)
+
+
+def _print_profile(result: dict, saved) -> None:
+    from rich.table import Table
+
+    device = result["device"]
+    where = device.get("model") or device.get("cpu", device["kind"])
+    table = Table(title=f"{result['model']} {result['backend']} {result['quant']} on {where} ({result['runtime']}), ms")
+    native = result.get("native", {}).get("graphs", {})
+    columns = ("graph", "load", "first", "median", "p90", "min..max", "CV", "trimmed", "RSS MB") + (("native",) if native else ())
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, graph in result["graphs"].items():
+        row = [name, *(f"{graph[key]:.1f}" for key in ("load_ms", "first_run_ms", "median_ms", "p90_ms")),
+               f"{graph['min_ms']:.1f}..{graph['max_ms']:.1f}", f"{graph['cv']:.1%}", f"{graph['trimmed_mean_ms']:.1f}",
+               f"{graph['peak_rss_mb']:.0f}"]
+        table.add_row(*row, *((f"{native[name]['median_ms']:.1f}",) if native else ()))
+    console = Console()
+    console.print(table)
+    if "inpaint_estimate_ms" in result:
+        console.print(f"full inpaint estimate (2 encodes + {result['device'].get('model')} UNet x steps + decode): "
+                      f"{result['inpaint_estimate_ms'] / 1000:.2f} s", highlight=False, soft_wrap=True)
+    if "inpaint" in result:
+        inpaint = result["inpaint"]
+        console.print(f"full inpaint ({inpaint['steps']} steps): median {inpaint['median_ms'] / 1000:.2f} s over "
+                      f"{inpaint['runs']} run(s); " + ", ".join(f"{n} {ms / 1000:.2f} s" for n, ms in inpaint["graph_ms"].items()),
+                      highlight=False, soft_wrap=True)
+    for name, ops in result.get("ops", {}).items():
+        top = ", ".join(f"{op['op']} {op['share']:.0%}" for op in ops["top"][:5])
+        console.print(f"{name} top ops: {top}", highlight=False, soft_wrap=True)
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    console.print(f"saved {saved}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def devices(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """List the Android devices adb sees, with model, SoC, Android version, ABI and big cores."""
+    from edge.adb import devices_table
+
+    try:
+        rows = devices_table()
+    except EdgeError as err:
+        _fail(err, debug)
+    if as_json:
+        _emit_json({"command": "devices", "devices": rows})
+        return
+    if not rows:
+        typer.echo("no devices attached (adb devices -l lists none)")
+    for row in rows:
+        if row["state"] != "device":
+            typer.echo(f"{row['serial']:20s} {row['state']}")
+        else:
+            typer.echo(f"{row['serial']:20s} {row['model']} ({row['soc']}), Android {row['android']}, {row['abi']}, "
+                       f"{row['cpus']} CPUs, big cores {row['big_cores']}")
+
+
+@runner_app.command("build")
+def runner_build(
+    abi: Annotated[str, typer.Option(help="host (this machine, against the executorch wheel) or arm64-v8a (Android NDK).")] = "host",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Build the native ExecuTorch runner with CMake (into the edge cache)."""
+    from edge.runner import build_runner
+
+    started = time.perf_counter()
+    try:
+        binary = build_runner(abi, _narrator(as_json))
+    except EdgeError as err:
+        _fail(err, debug)
+    summary = {"abi": abi, "runner": str(binary), "seconds": round(time.perf_counter() - started, 1)}
+    if as_json:
+        _emit_json({"command": "runner build", **summary})
+    else:
+        typer.echo(f"built {binary} ({abi}, {summary['seconds']} s)")
+
+
 def main() -> None:
     _quiet_third_party_logs()
     app()

@@ -46,6 +46,8 @@ class Backend(Protocol):
 
     # Optional, for `edge sensitivity`: simulator(graph, quant, calibration) -> (float_modules -> a torch
     # callable computing the graph as `lower` would quantize it with those modules float).
+    # Optional, for `edge profile`: set_threads(n) sizes the runtime's thread pool; op_profile(path, inputs,
+    # runs) -> edge.etdump.op_breakdown's dict (top ops by time) from the runtime's own profiler.
 
 
 def get_backend(name: str) -> Backend:

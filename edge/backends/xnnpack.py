@@ -169,6 +169,31 @@ class XnnpackBackend:
 
         return run
 
+    def set_threads(self, threads: int) -> None:
+        """Size ExecuTorch's shared thread pool (XNNPACK runs on it) for the programs loaded from now on."""
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(threads)
+
+    def op_profile(self, path: Path, inputs: Sequence[torch.Tensor], runs: int) -> dict:
+        """Top ops by time (edge.etdump) over `runs` calls after one warm-up, from an ETDump of this process."""
+        import tempfile
+
+        from executorch.runtime import Runtime
+
+        from edge.etdump import op_breakdown
+
+        program = Runtime.get().load_program(Path(path), enable_etdump=True, debug_buffer_size=0)
+        method = program.load_method("forward")
+        tensors = [t.contiguous() for t in inputs]
+        method.execute(tensors)  # warm-up: XNNPACK packs weights on the first call
+        with tempfile.TemporaryDirectory() as folder:
+            program.write_etdump_result_to_file(f"{folder}/warmup.etdp", f"{folder}/debug.bin")  # drops the warm-up
+            for _ in range(runs):
+                method.execute(tensors)
+            program.write_etdump_result_to_file(f"{folder}/runs.etdp", f"{folder}/debug.bin")
+            return op_breakdown(Path(f"{folder}/runs.etdp"))
+
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
 

@@ -1,0 +1,163 @@
+"""edge profile --device local on the tiny int8 XNNPACK bundle, with the native runner built against the wheel."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from edge.bundle import read_bundle
+from edge.cli import app
+from edge.errors import EdgeError
+from edge.measure import Settings, summarize
+from edge.runner import build_runner, parse_runner_line, runner_arguments, write_inputs
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundles, tmp_path_factory):
+    """A private copy (the profile writes into the bundle folder)."""
+    copy = tmp_path_factory.mktemp("profile") / "tiny-int8"
+    shutil.copytree(tiny_bundles["int8"], copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return build_runner()  # into the session's throwaway EDGE_CACHE
+
+
+@pytest.fixture(scope="module")
+def local_profile(bundle, runner):
+    result = CliRunner().invoke(app, ["profile", str(bundle), "--runs", "3", "--warmup", "1", "--cooldown", "0",
+                                      "--threads", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_summary_statistics():
+    summary = summarize([5.0, 1.0, 4.0, 2.0, 3.0, 100.0, 3.0, 2.0, 4.0, 3.0])
+    assert (summary["median_ms"], summary["min_ms"], summary["max_ms"]) == (3.0, 1.0, 100.0)
+    assert summary["p90_ms"] == 5.0  # nearest rank: the 9th of 10 sorted
+    assert summary["trimmed_mean_ms"] == pytest.approx((2 + 2 + 3 + 3 + 3 + 4 + 4 + 5) / 8)  # min and max dropped
+    assert summary["cv"] > 1.0  # one outlier of 100 dominates the spread
+    assert summarize([2.0, 2.0])["cv"] == 0.0
+
+
+def test_local_profile_times_every_graph_and_the_inpaint(local_profile, bundle):
+    manifest = read_bundle(bundle).manifest
+    assert local_profile["device"]["kind"] == "local" and local_profile["settings"]["threads"] == 2
+    for name, graph in local_profile["graphs"].items():
+        assert graph["runs"] == 3 and len(graph["samples_ms"]) == 3
+        assert graph["min_ms"] <= graph["median_ms"] <= graph["p90_ms"] <= graph["max_ms"]
+        assert graph["load_ms"] > 0 and graph["peak_rss_mb"] >= graph["rss_before_mb"] > 0
+        assert graph["file"] == manifest["graphs"][name]["file"]
+    inpaint = local_profile["inpaint"]
+    steps = manifest["sampling"]["steps"]
+    assert inpaint["steps"] == steps
+    assert inpaint["graph_calls"] == {"encoder": 2, "unet": steps, "decoder": 1}
+    assert sum(inpaint["graph_ms"].values()) <= inpaint["median_ms"]  # the loop's own work comes on top
+
+
+def test_local_profile_ranks_ops_inside_the_xnnpack_delegate(local_profile):
+    for name, ops in local_profile["ops"].items():
+        top = ops["top"]
+        assert 0 < len(top) <= 15
+        assert [op["ms_per_run"] for op in top] == sorted((op["ms_per_run"] for op in top), reverse=True)
+        assert sum(op["share"] for op in top) <= 1.0001
+        assert top[0]["delegated"], f"{name}: the delegate's own ops should lead"
+        assert ops["ops_ms"] <= ops["execute_ms"] * 1.05
+    unet_ops = {op["op"] for op in local_profile["ops"]["unet"]["top"]}
+    assert any("QC8" in op for op in unet_ops), unet_ops  # int8 convolutions / GEMMs, by XNNPACK's names
+
+
+def test_native_runner_matches_the_python_runtime(local_profile):
+    native = local_profile["native"]["graphs"]
+    assert set(native) == set(local_profile["graphs"])
+    for name, graph in native.items():
+        assert graph["runs"] == 3 and graph["threads"] == 2
+        assert graph["max_abs_vs_golden"] <= 1e-4, name  # same program, same kernels: the compile-time output
+        # its own peak (VmHWM), not the Python parent's that getrusage carries across exec
+        assert 0 < graph["peak_rss_mb"] < local_profile["graphs"][name]["rss_before_mb"], name
+        ratio = local_profile["native_vs_python"][name]
+        assert math.isfinite(ratio) and ratio > 0
+
+
+def test_profile_is_saved_outside_the_manifest_and_verify_still_passes(local_profile, bundle):
+    saved = sorted((bundle / "profiles").glob("*-local.json"))
+    assert saved and json.loads(saved[-1].read_text())["graphs"] == local_profile["graphs"]
+    verify = CliRunner().invoke(app, ["verify", str(bundle), "--json"])
+    assert verify.exit_code == 0, verify.output
+    assert json.loads(verify.stdout)["hashes_ok"]
+
+
+def test_runner_etdump_counts_the_same_ops_as_python(bundle, runner, local_profile, tmp_path):
+    from edge.etdump import op_breakdown
+
+    loaded = read_bundle(bundle)
+    inputs = [(str(path), shape) for path, shape in write_inputs(loaded, "unet", tmp_path)]
+    arguments = runner_arguments(str(loaded.graph_file("unet")), inputs, Settings(runs=2, warmup=1),
+                                 etdump=str(tmp_path / "unet.etdp"))
+    done = subprocess.run([str(runner), *arguments], capture_output=True, text=True, timeout=120)
+    parse_runner_line(done.stdout, "runner")
+    native_ops = op_breakdown(tmp_path / "unet.etdp")
+    assert native_ops["runs"] == 3  # warm-up + timed runs all recorded
+    python_calls = {op["op"]: op["calls_per_run"] for op in local_profile["ops"]["unet"]["top"]}
+    native_calls = {op["op"]: op["calls_per_run"] for op in native_ops["top"]}
+    shared = python_calls.keys() & native_calls.keys()
+    assert len(shared) >= 10
+    assert all(python_calls[op] == native_calls[op] for op in shared)
+
+
+def test_runner_reports_bad_input_as_one_error(bundle, runner, tmp_path):
+    loaded = read_bundle(bundle)
+    (path, shape), *_ = write_inputs(loaded, "unet", tmp_path)
+    wrong = [(str(path), [shape[0] * 2, *shape[1:]])]
+    done = subprocess.run([str(runner), *runner_arguments(str(loaded.graph_file("unet")), wrong, Settings(1, 1))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    with pytest.raises(EdgeError, match="bytes, shape needs"):
+        parse_runner_line(done.stdout, "runner")
+
+
+def test_android_build_names_what_is_missing(monkeypatch, tmp_path):
+    for variable in ("ANDROID_NDK_HOME", "ANDROID_NDK_ROOT", "ANDROID_NDK", "EXECUTORCH_ANDROID_PREFIX"):
+        monkeypatch.delenv(variable, raising=False)
+    result = CliRunner().invoke(app, ["runner", "build", "--abi", "arm64-v8a"])
+    assert result.exit_code == 2
+    assert "ANDROID_NDK_HOME" in result.output and "EXECUTORCH_ANDROID_PREFIX" in result.output
+    toolchain = tmp_path / "ndk" / "build" / "cmake" / "android.toolchain.cmake"
+    toolchain.parent.mkdir(parents=True)
+    toolchain.write_text("")
+    monkeypatch.setenv("ANDROID_NDK_HOME", str(tmp_path / "ndk"))
+    result = CliRunner().invoke(app, ["runner", "build", "--abi", "arm64-v8a"])
+    assert result.exit_code == 2
+    assert "NDK" not in result.output.split("missing", 1)[1] and "EXECUTORCH_ANDROID_PREFIX" in result.output
+
+
+def test_profile_rejects_an_unknown_device(bundle):
+    result = CliRunner().invoke(app, ["profile", str(bundle), "--device", "usb"])
+    assert result.exit_code == 2 and "--device usb" in result.output
+
+
+def test_core_ml_results_are_marked_as_the_interpreter(bundle, tmp_path, monkeypatch):
+    """Any backend's `load` is profiled; a Core ML bundle's numbers are flagged as not a device speed."""
+    import edge.backends
+    from edge.backends.xnnpack import BACKEND
+    from edge.profile import LocalRequest, profile_local
+
+    copy = tmp_path / "as-coreml"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["backend"] = "coreml"  # the manifest is not in its own file list: hashes still match
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    asked = []
+    monkeypatch.setattr(edge.backends, "get_backend", lambda name: asked.append(name) or BACKEND)
+    result = profile_local(LocalRequest(copy, Settings(runs=1, warmup=1, cooldown_s=0), inpaint_runs=0, ops=False,
+                                        graphs=("unet",)))
+    assert asked == ["coreml"] and result["backend"] == "coreml"
+    assert "not a device speed" in result["interpreted"] and any("interpreter" in w for w in result["warnings"])
+    assert list(result["graphs"]) == ["unet"] and "inpaint" not in result
