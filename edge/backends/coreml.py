@@ -24,6 +24,8 @@ exact, and their error would shift every block.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import resource
 import tempfile
 import time
@@ -200,16 +202,17 @@ class CoremlBackend:
         started = time.perf_counter()
         program = _exported(graph)
         exported_nodes = sum(1 for n in program.graph.nodes if n.op == "call_function")
-        model = _converted(program, graph, fp16=quant != "fp32", ios=ios)
-        converted_histogram = _histogram(model)
-        samples = []
-        if quant in ("int8", "w8a8"):
+        samples = [{spec.name: t.numpy() for spec, t in zip(graph.inputs, sample)}
+                   for sample in _strided(calibration)] if quant == "w8a8" else []
+        with contextlib.redirect_stderr(io.StringIO()):  # coremltools' per-pass tqdm bars; edge shows its own progress
+            model = _converted(program, graph, fp16=quant != "fp32", ios=ios)
+            converted_histogram = _histogram(model)
             if quant == "w8a8":
-                samples = [{spec.name: t.numpy() for spec, t in zip(graph.inputs, sample)} for sample in _strided(calibration)]
                 model = _activations_quantized(model, samples)
-            model = _int8_weights(model)
-        elif quant.startswith("palette"):
-            model = _palettized(model, int(quant.removeprefix("palette")), ios)
+            if quant in ("int8", "w8a8"):
+                model = _int8_weights(model)
+            elif quant.startswith("palette"):
+                model = _palettized(model, int(quant.removeprefix("palette")), ios)
         histogram = _histogram(model)
         package = Path(tempfile.mkdtemp(prefix=f"edge-coreml-{graph.name}-", suffix=".mlpackage"))
         model.save(str(package))  # handed over: the bundle writer moves it into the bundle
