@@ -126,5 +126,7 @@ def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(corem
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, expected):
     out = tmp_path / "bundle"
     result = runner.invoke(app, ["compile", *args, "--model", "moebius-tiny", "-o", str(out)])
-    assert result.exit_code == 2 and result.output.startswith("error: ") and expected in result.output
-    assert result.output.count("\n") == 1 and not out.exists() and list(tmp_path.iterdir()) == []
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()  # one line, nothing else
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
