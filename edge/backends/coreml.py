@@ -18,8 +18,10 @@ Quant modes:
             with coremltools' own quantize/dequantize passes.
 
 The timestep path (every op computed from `time_features` alone: the timestep MLP and each ResNet
-block's time projection) stays fp32, weights uncompressed, in every mode: (1, F) vectors, free to keep
-exact, and their error would shift every block.
+block's time projection) computes in fp32 in every mode: (1, F) vectors, free to keep exact, and their
+error would shift every block. Its weights (16.4M of the 0.22B) are compressed like every other weight:
+kept uncompressed in fp32 they would add 49 MB to the int8 UNet, and measured on moebius-tiny the
+difference in UNet SQNR is 0.1 dB.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _converted(program: torch.export.ExportedProgram, graph, fp16: bool, ios: st
 
 
 def _time_path_ops(model) -> dict[str, None]:
-    """{op name: None} for the timestep path's ops: an OptimizationConfig's way of saying "leave these alone"."""
+    """{op name: None} for the timestep path's ops: an OptimizationConfig's way of saying "no activation
+    quantization here"."""
     memo: dict[str, bool] = {}
     return {op.name: None for op in model._mil_program.functions["main"].operations
             if op.op_type != "const" and _time_only(op, memo)}
@@ -97,7 +100,7 @@ def _int8_weights(model):
     import coremltools.optimize.coreml as cto
 
     config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"), op_name_configs=_time_path_ops(model))
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
     return cto.linear_quantize_weights(model, config)
 
 
@@ -105,8 +108,7 @@ def _palettized(model, bits: int, ios: str):
     import coremltools.optimize.coreml as cto
 
     grouped = {"granularity": "per_grouped_channel", "group_size": PALETTE_GROUP_SIZE} if ios == "18" else {}
-    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=bits, **grouped),
-                                    op_name_configs=_time_path_ops(model))
+    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=bits, **grouped))
     return cto.palettize_weights(model, config)
 
 
