@@ -26,7 +26,7 @@ from edge.measure import PeakRss, Settings, cool_down, summarize, time_calls, un
 from edge.pipeline import CallableGraphs, inpaint_tensors, start_noise
 
 PROFILES_FOLDER = "profiles"  # inside the bundle; not in the manifest's file list, so edge verify ignores it
-INTERPRETED = {"coreml": "Core ML via the coremltools interpreter on this host: not a device speed"}
+INTERPRETED = {"coreml": "Core ML run by edge's MIL interpreter (edge.coreml_interpreter) on this host: not a device speed"}
 
 
 @dataclass
