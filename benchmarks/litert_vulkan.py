@@ -79,15 +79,15 @@ def time_unets(bundles: dict[str, Path], runs: int) -> dict:
 
     preset = get_preset("moebius-0.22b")
     inputs, _, reference = golden_case(read_bundle(next(iter(bundles.values()))), "unet")
-    runners = {"torch eager fp32": TorchGraphs(build_graphs(preset, load_unet(preset), load_vae(preset)))}
-    runners.update({label: BundleGraphs(read_bundle(path)) for label, path in bundles.items()})
+    runners = {"torch eager fp32": lambda: TorchGraphs(build_graphs(preset, load_unet(preset), load_vae(preset)))}
+    runners.update({label: lambda path=path: BundleGraphs(read_bundle(path)) for label, path in bundles.items()})
     rows = {}
-    for label, graphs in runners.items():
+    for label, make in runners.items():  # one runner in memory at a time
         print(f"timing {label} ...", file=sys.stderr, flush=True)
+        denoise = make().denoise
         with torch.no_grad():
-            rows[label] = {"unet_s": measure(lambda: graphs.denoise(*inputs), runs)["median_s"],
-                           "unet_sqnr_db": round(sqnr_db(reference, graphs.denoise(*inputs)), 2)}
-        del graphs
+            rows[label] = {"unet_s": measure(lambda: denoise(*inputs), runs)["median_s"],
+                           "unet_sqnr_db": round(sqnr_db(reference, denoise(*inputs)), 2)}
     eager = rows["torch eager fp32"]["unet_s"]
     for row in rows.values():
         row["speedup_vs_eager"] = round(eager / row["unet_s"], 2)

@@ -208,6 +208,7 @@ def compile_command(
     seed: SeedOption = 0,
     recipe: Annotated[Path | None, typer.Option(help="Mixed-precision recipe (from edge sensitivity).")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    npu: Annotated[str | None, typer.Option(help="Compile ahead of time for this NPU SoC (tflite: e.g. SM8650, MT6989).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
@@ -216,7 +217,7 @@ def compile_command(
     from edge.progress import progress_steps
 
     say = _narrator(as_json)
-    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe)
+    request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe, npu)
     started = time.perf_counter()
     try:
         with progress_steps(f"compile {target} {quant or 'default'}", enabled=not as_json) as on_step:

@@ -29,11 +29,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from edge.backends import LoweredGraph, Program
+from edge.backends.litert_npu import NpuTarget, compile_for_npu, npu_target
 from edge.calibration import cache_dir
 from edge.errors import EdgeError
 
@@ -264,6 +266,19 @@ class TfliteBackend:
                   "calibration_samples": len(calibration),
                   "seconds": round(time.perf_counter() - started, 1)}
         return LoweredGraph(graph.name, payload, float_islands(payload, quant), report)
+
+    def npu_target(self, soc: str) -> NpuTarget:
+        """The vendor target for SOC, checked before any work by compiling a one-op model with its plugin."""
+        npu = npu_target(soc)
+        one_op = SimpleNamespace(module=torch.nn.ReLU(), example_inputs=(torch.zeros(1, 8),))
+        compile_for_npu(convert_fp32(one_op), npu)
+        return npu
+
+    def for_npu(self, lowered: LoweredGraph, npu: NpuTarget) -> LoweredGraph:
+        started = time.perf_counter()
+        payload = compile_for_npu(lowered.payload, npu)
+        report = {**lowered.report, "npu": {**npu.to_json(), "seconds": round(time.perf_counter() - started, 1)}}
+        return LoweredGraph(lowered.name, payload, lowered.float_ops, report)
 
     def load(self, path: Path) -> Program:
         from ai_edge_litert.interpreter import Interpreter
