@@ -69,9 +69,12 @@ def _failure_reason(message: str) -> str:
     """The line that says why, from the plugin log the failure message points to ('See FILE for details')."""
     found = re.search(r"See (\S+?\.error)", message)
     log = Path(found.group(1)).read_text(errors="replace") if found and Path(found.group(1)).is_file() else message
-    for pattern in (r"(lib[\w.]+\.so[\w.]*): cannot open shared object file", r"(Failed to load \w+ shared library)"):
-        missing = re.search(pattern, log)
-        if missing:
-            return f"{missing.group(1)} missing" if missing.group(1).startswith("lib") else missing.group(1)
+    missing = re.search(r"(lib[\w.]+\.so[\w.]*): cannot open shared object file", log)
+    if missing:
+        return f"{missing.group(1)} missing"
+    for pattern in (r"(lib[\w.]+\.so): (undefined symbol: \S+)", r"(Failed to load \w+ shared library)"):
+        found = re.search(pattern, log)
+        if found:
+            return " ".join(found.groups())
     errors = [line.strip() for line in log.splitlines() if "ERROR" in line]
     return errors[-1] if errors else message.strip()
