@@ -92,3 +92,16 @@ def test_bad_input(tmp_path, args, expected):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr
     assert not out.exists()
+
+
+def test_batch_one_convolutions_keep_the_maths(tiny_unet):
+    from edge.graphs import UNetGraph
+    from edge.rewrites import REWRITES, BatchOneConv
+
+    graph = UNetGraph(tiny_unet).eval()
+    rewritten = REWRITES["batch-one-convolutions"](graph)
+    wrapped = [m for m in rewritten.modules() if isinstance(m, BatchOneConv)]
+    assert len(wrapped) == sum(1 for m in graph.modules() if isinstance(m, torch.nn.Conv2d))
+    inputs = (torch.randn(2, 9, 16, 16), torch.randn(1, 32))
+    with torch.no_grad():
+        assert torch.allclose(rewritten(*inputs), graph(*inputs), rtol=0, atol=1e-5)

@@ -187,6 +187,7 @@ def _recipe(quantizer, quant: str) -> None:
 def quantized_flatbuffer(fp32: bytes, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]) -> bytes:
     """Apply quant mode `quant`'s recipe to the fp32 flatbuffer (static int8 calibrates on `calibration`)."""
     from ai_edge_quantizer import quantizer as aeq
+    from ai_edge_quantizer.calibrator import CalibrationMode
 
     if quant == "fp32":
         return fp32
@@ -196,7 +197,9 @@ def quantized_flatbuffer(fp32: bytes, quant: str, calibration: Sequence[tuple[to
         calibrated = None
         if quantizer.need_calibration:
             samples = [dict(zip(signature_input_names(len(s)), (t.numpy() for t in s), strict=True)) for s in calibration]
-            calibrated = quantizer.calibrate({SIGNATURE: samples}, num_threads=1)
+            # profiler-based: min/max from the C++ profiler, not every intermediate kept in Python (GBs at full size)
+            calibrated = quantizer.calibrate({SIGNATURE: samples}, num_threads=1,
+                                             mode=CalibrationMode.CALIBRATION_PROFILER_BASED)
         return bytes(quantizer.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
@@ -241,6 +244,7 @@ def xnnpack_partitions(payload: bytes) -> int:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=payload, num_threads=1)
+    interpreter.allocate_tensors()
     return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
 
 
