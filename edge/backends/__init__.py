@@ -43,6 +43,11 @@ class Backend(Protocol):
 
     # Optional, for `edge sensitivity`: simulator(graph, quant, calibration) -> (float_modules -> a torch
     # callable computing the graph as `lower` would quantize it with those modules float).
+    # Optional, for targets with no runtime here (edge verify / edge check): inspect(path) -> {"passed",
+    # "problem", ...}, a structural check of one artifact; numerics_proxy = {"backend", "quant", "why"}, the
+    # backend whose lowering of the same prepared graphs edge check measures instead.
+    # Optional, for `edge compile --npu SOC`: npu_target(soc) (checked before any work) and
+    # for_npu(lowered, target) -> LoweredGraph compiled ahead of time for that NPU.
 
 
 def get_backend(name: str) -> Backend:
