@@ -211,12 +211,14 @@ def op_histogram(payload: bytes) -> Counter:
 
 
 def _ops(payload: bytes) -> list[tuple[str, bool]]:
-    """(builtin op name, whether its first output is floating point) for every op."""
+    """(builtin op name, whether it computes in floating point: float output and no integer weight or
+    activation among its inputs; a dynamic-range op has a float output but int8 weights) for every op."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(payload, 0)
     names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     float_types = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16}
+    integer_types = {schema.TensorType.INT8, schema.TensorType.INT16, schema.TensorType.UINT8}
     codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
              for i in range(model.OperatorCodesLength())]
     ops = []
@@ -225,7 +227,10 @@ def _ops(payload: bytes) -> list[tuple[str, bool]]:
         for j in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(j)
             output = subgraph.Tensors(op.Outputs(0)) if op.OutputsLength() else None
-            ops.append((names[codes[op.OpcodeIndex()]], output is not None and output.Type() in float_types))
+            integer_inputs = any(op.Inputs(k) >= 0 and subgraph.Tensors(op.Inputs(k)).Type() in integer_types
+                                 for k in range(op.InputsLength()))
+            ops.append((names[codes[op.OpcodeIndex()]],
+                        output is not None and output.Type() in float_types and not integer_inputs))
     return ops
 
 
