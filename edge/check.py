@@ -17,7 +17,9 @@ end-to-end comparison runs both whole pipelines from the same start noise (seed 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +221,7 @@ class CheckPlan:
     pairs: list[ImagePair]
     evaluation: dict
     notices: list[str]
+    proxy: dict | None = None  # numerics measured on another backend's lowering (edge.backends: numerics_proxy)
 
 
 def plan_check(request: CheckRequest) -> CheckPlan:
@@ -230,11 +233,14 @@ def plan_check(request: CheckRequest) -> CheckPlan:
     if problems:
         raise EdgeError(f"{request.bundle}: {problems[0]} (run edge verify)")
     profile = load_target(bundle.manifest["target"])
-    if not profile.runs_here:
-        raise EdgeError(f"{request.bundle}: {profile.name} bundles cannot run on this machine")
+    proxy = None if profile.runs_here else numerics_proxy(bundle)
     gates = resolve_check_gates(request, bundle)
     lpips = load_lpips(request.lpips_weights) if request.lpips_weights else None
     pairs, evaluation, notices = evaluation_pairs(request.eval_dir, bundle)
+    if proxy:
+        evaluation["numerics_proxy"] = proxy
+        notices.insert(0, f"NUMERICS PROXY: {profile.name} bundles cannot run here; measured on the same graphs "
+                          f"lowered for {proxy['backend']} {proxy['quant']} ({proxy['why']})")
     if lpips is None:
         notices.append("LPIPS skipped: no --lpips-weights given (nothing is downloaded)")
     emulator = bundle.manifest["tools"].get("runs_here_with")
@@ -247,7 +253,38 @@ def plan_check(request: CheckRequest) -> CheckPlan:
     unet_path = _reference_weights(weights["unet"], request.weights, "--weights", bundle.path)
     vae_path = _reference_weights(weights["vae"], request.vae, "--vae", bundle.path)
     seeds = [part["seed"] for part in (weights["unet"], weights["vae"]) if part["seed"] is not None]
-    return CheckPlan(bundle, unet_path, vae_path, seeds[0] if seeds else 0, gates, lpips, pairs, evaluation, notices)
+    return CheckPlan(bundle, unet_path, vae_path, seeds[0] if seeds else 0, gates, lpips, pairs, evaluation, notices,
+                     proxy)
+
+
+def numerics_proxy(bundle: Bundle) -> dict:
+    """For a target with no runtime here: the backend its bundles are measured on instead (the target's backend
+    names it, with a quant mode and why), else EdgeError."""
+    from edge.backends import get_backend
+
+    proxy = getattr(get_backend(bundle.manifest["backend"]), "numerics_proxy", None)
+    if proxy is None:
+        raise EdgeError(f"{bundle.path}: {bundle.manifest['target']} bundles cannot run on this machine")
+    return proxy
+
+
+@contextlib.contextmanager
+def proxy_graphs(bundle: Bundle, graphs: dict, proxy: dict, recordings: dict):
+    """The bundle's graphs prepared as it records (same rewrites), lowered by the proxy backend in its float
+    quant mode (no calibration) and loaded. recordings give each graph's example inputs."""
+    from edge.backends import get_backend
+    from edge.compile import prepare_graph
+
+    backend = get_backend(proxy["backend"])
+    with tempfile.TemporaryDirectory(prefix="edge-proxy-") as folder:
+        programs = []
+        for name in GRAPH_NAMES:
+            entry = bundle.manifest["graphs"][name]
+            prepared = prepare_graph(graphs[name], tuple(entry["recipe"]["rewrites"]), recordings[name][0])
+            path = Path(folder) / f"{name}.proxy"
+            path.write_bytes(backend.lower(prepared, proxy["quant"], ()).payload)
+            programs.append(backend.load(path))
+        yield CallableGraphs(*programs)
 
 
 def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
@@ -260,9 +297,20 @@ def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
     models = load_models(bundle.manifest["model"], check.unet_weights, check.vae_weights, check.seed)
     plan = bundle.sampling_plan()
     graphs = build_graphs(models.preset, models.unet, models.vae)
-    reference, candidate = TorchGraphs(graphs), BundleGraphs(bundle)
     say(f"recording the fp32 pipeline on {len(pairs)} held-out pair(s)")
     recordings, _ = calibration_recordings(models, graphs, plan, pairs, "held-out")
+    with contextlib.ExitStack() as stack:
+        if check.proxy:
+            say(f"lowering the graphs for {check.proxy['backend']} {check.proxy['quant']} (numerics proxy)")
+            candidate = stack.enter_context(proxy_graphs(bundle, graphs, check.proxy, recordings))
+        else:
+            candidate = BundleGraphs(bundle)
+        return _measure(check, plan, TorchGraphs(graphs), candidate, recordings, say, on_step)
+
+
+def _measure(check: CheckPlan, plan: SamplingPlan, reference: CallableGraphs, candidate: CallableGraphs,
+             recordings: dict, say, on_step) -> CheckResult:
+    bundle, pairs = check.bundle, check.pairs
     total = sum(len(recordings[name]) for name in GRAPH_NAMES) + 2 * len(pairs)
     done = 0
 

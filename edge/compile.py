@@ -52,6 +52,7 @@ class CompileRequest:
     force: bool = False
     recipe: Path | None = None  # mixed-precision recipe (edge.recipe)
     options: tuple[tuple[str, str], ...] = ()  # target options, e.g. (("ios", "18"),) for coreml
+    npu: str | None = None  # SoC to compile ahead of time for (backends with npu_target / for_npu)
 
 
 @dataclass
@@ -111,16 +112,25 @@ def compile_bundle(request: CompileRequest, say: Callable[[str], None] = lambda 
         check_recipe(recipe, request.recipe, request.model, profile.name, quant)
     backend = get_backend(profile.backend)
     options = check_options(backend, profile.name, dict(request.options))
+    npu = _npu_target(backend, profile, request.npu, say) if request.npu else None
     writer = BundleWriter(request.out, request.force)
     try:
-        return _compile(request, profile, quant, recipe, backend, options, writer, say, on_step)
+        return _compile(request, profile, quant, recipe, backend, options, writer, say, on_step, npu)
     except BaseException:
         writer.abort()
         raise
 
 
+def _npu_target(backend, profile: TargetProfile, soc: str, say):
+    """The backend's NPU target for SOC, checked (vendor plugin and SDK) before any work."""
+    if not hasattr(backend, "npu_target"):
+        raise EdgeError(f"target {profile.name} has no NPU compilation (--npu); tflite has")
+    say(f"checking the NPU compiler for {soc}")
+    return backend.npu_target(soc)
+
+
 def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, backend, options: dict[str, str],
-             writer: BundleWriter, say, on_step) -> Path:
+             writer: BundleWriter, say, on_step, npu=None) -> Path:
     calib_dir = request.calib or DEFAULT_CALIB_DIR
     calib_pairs, eval_pairs = split_pairs(find_pairs(calib_dir))
     recorded, total = len(calib_pairs) + len(eval_pairs), len(calib_pairs) + len(eval_pairs) + len(GRAPH_NAMES)
@@ -150,6 +160,8 @@ def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, back
         float_modules = recipe.modules_for(name) if recipe else ()
         say(f"lowering {name} ({quant}{', recipe' if float_modules else ''}) for {profile.name}")
         lowered = backend.lower(prepared, quant, calibration[name], float_modules, options)
+        if npu:
+            lowered = backend.for_npu(lowered, npu)
         file_name = f"{name}{profile.artifact}"
         lowered_files[name] = writer.write(file_name, lowered.payload)
         lowered.report["bytes"] = artifact_bytes(lowered_files[name])
@@ -167,7 +179,7 @@ def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, back
         inputs = golden_inputs[name]
         with torch.no_grad():
             reference = graphs[name].module(*inputs)
-        output = backend.load(lowered_files[name])(*inputs) if profile.runs_here else reference
+        output = backend.load(lowered_files[name])(*inputs) if profile.runs_here and not npu else reference.clone()
         golden.update({f"{name}.input.{j}": t.contiguous() for j, t in enumerate(inputs)})
         golden[f"{name}.reference"], golden[f"{name}.output"] = reference.contiguous(), output.contiguous()
         graph_entries[name]["golden_sqnr_db"] = round(sqnr_db(reference, output), 2)
@@ -176,6 +188,8 @@ def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, back
 
     manifest = _manifest(request, profile, quant, backend, options, models, plan, graph_entries, calib_dir, calib_pairs,
                          eval_pairs)
+    if npu:
+        manifest["npu"] = npu.to_json()
     if recipe:
         manifest["recipe"] = {"file": str(request.recipe), "sha256": file_sha256(request.recipe), **recipe.to_json()}
     return writer.commit(manifest)

@@ -64,6 +64,30 @@ class TransposedConvUpsample(nn.Module):
         return self.conv(doubled)
 
 
+class BatchOneConv(nn.Module):
+    """A conv (or conv module) whose every convolution sees batch 1, for delegates without batched
+    convolutions (Vulkan). A single-channel conv (the Local-λ kernel over (B*V, 1, H, W)) becomes one
+    grouped conv over (1, B*V, H, W) with the kernel repeated per group; any other runs once per sample
+    (the weights stay shared) and the samples are joined on the batch axis."""
+
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor, *rest) -> torch.Tensor:
+        batch = x.shape[0]
+        if batch == 1:
+            return self.conv(x, *rest)
+        conv = self.conv
+        if isinstance(conv, nn.Conv2d) and conv.in_channels == 1 and conv.groups == 1 and conv.padding_mode == "zeros":
+            weight = conv.weight.repeat(batch, 1, 1, 1)  # (B*K, 1, r, r): group b is sample b's kernel
+            bias = None if conv.bias is None else conv.bias.repeat(batch)
+            y = F.conv2d(x.view(1, batch, *x.shape[2:]), weight, bias, conv.stride, conv.padding, conv.dilation,
+                         groups=batch)  # (1, B*K, H', W')
+            return y.view(batch, conv.out_channels, *y.shape[2:])
+        return torch.cat([conv(x[i:i + 1], *rest) for i in range(batch)])  # (B, O, H', W')
+
+
 class PlainAttentionProcessor:
     """A diffusers attention processor computing softmax(q kᵀ / sqrt(d)) v with bmm and a last-axis softmax.
 
@@ -139,9 +163,36 @@ def upsample_as_transposed_conv(module: nn.Module) -> nn.Module:
     return _swap(module, lambda child: TransposedConvUpsample(child.conv) if _is_nearest_upsample(child) else None)
 
 
+def batch_one_convolutions(module: nn.Module) -> nn.Module:
+    """Every Conv2d, and every TransposedConvUpsample as a whole, wrapped in BatchOneConv."""
+    def replace(child):
+        if isinstance(child, nn.Conv2d | TransposedConvUpsample):
+            return BatchOneConv(child)
+        return None
+
+    return _swap_outermost(module, replace)
+
+
+def _swap_outermost(module: nn.Module, replace: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
+    """Like _swap, but the children of a replaced module are left alone."""
+    module = copy.deepcopy(module)
+
+    def visit(parent: nn.Module) -> None:
+        for name, child in list(parent.named_children()):
+            replacement = replace(child)
+            if replacement is None:
+                visit(child)
+            else:
+                setattr(parent, name, replacement)
+
+    visit(module)
+    return module
+
+
 REWRITES: dict[str, Callable[[nn.Module], nn.Module]] = {
     "decompose-norms": decompose_norms,
     "decompose-group-norms": decompose_group_norms,
     "upsample-as-transposed-conv": upsample_as_transposed_conv,
     "plain-attention": plain_attention,
+    "batch-one-convolutions": batch_one_convolutions,
 }

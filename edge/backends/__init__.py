@@ -48,6 +48,11 @@ class Backend(Protocol):
     # callable computing the graph as `lower` would quantize it with those modules float).
     # Optional, for `edge profile`: set_threads(n) sizes the runtime's thread pool; op_profile(path, inputs,
     # runs) -> edge.etdump.op_breakdown's dict (top ops by time) from the runtime's own profiler.
+    # Optional, for targets with no runtime here (edge verify / edge check): inspect(path) -> {"passed",
+    # "problem", ...}, a structural check of one artifact; numerics_proxy = {"backend", "quant", "why"}, the
+    # backend whose lowering of the same prepared graphs edge check measures instead.
+    # Optional, for `edge compile --npu SOC`: npu_target(soc) (checked before any work) and
+    # for_npu(lowered, target) -> LoweredGraph compiled ahead of time for that NPU.
 
 
 def get_backend(name: str) -> Backend:

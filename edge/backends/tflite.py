@@ -1,0 +1,328 @@
+"""LiteRT (TFLite): lowering to `.tflite` with litert-torch and ai-edge-quantizer, running it here
+with ai-edge-litert's interpreter.
+
+Stages (each takes one object and returns the next):
+  PreparedGraph --litert_torch.convert--> fp32 flatbuffer (bytes; cached by graph digest, so every
+  quant mode of one graph converts once) --ai-edge-quantizer recipe (calibrated for int8)--> bytes
+
+Quant modes (recipes applied to the fp32 flatbuffer):
+  fp32          the converted flatbuffer as is.
+  fp16          weights of convolutions and fully connected layers stored as fp16 (FLOAT_CASTING).
+  int8-weight   int8 per-channel weights, dequantized to fp32 at load (weight-only).
+  int8-dynamic  int8 per-channel weights, activations quantized at run time (dynamic range).
+  int8          static int8: per-channel int8 weights and calibrated per-tensor int8 activations for every
+                convolution and fully connected layer. Norms, softmax, the λ matmuls and elementwise ops stay
+                fp32 (int8 activations there cost ~20 dB on moebius-tiny), and so does the timestep MLP.
+The float islands each mode leaves are counted from the quantized flatbuffer (LoweredGraph.float_ops).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from edge.backends import LoweredGraph, Program
+from edge.backends.litert_npu import NpuTarget, compile_for_npu, npu_target
+from edge.calibration import cache_dir
+from edge.errors import EdgeError
+
+QUANT_MODES = ("fp32", "fp16", "int8-weight", "int8-dynamic", "int8")
+MAX_CALIBRATION_SAMPLES = 20  # evenly strided over the recordings, so every timestep stays represented
+ALWAYS_FLOAT_SCOPES = ("time_embedding",)  # tensor-name scopes never quantized (the timestep MLP)
+STATIC_INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
+SIGNATURE = "serving_default"
+# ai-edge-quantizer 0.10 quantizes tensors over 32 MiB in 2-D chunks and fails to broadcast per-channel
+# scales onto them unless the channel axis is the last; see chunked_large_weights.
+QUANTIZER_CHUNK_BYTES = 32 * 1024 * 1024
+
+
+def signature_input_names(count: int) -> list[str]:
+    """litert-torch names positional inputs args_0, args_1, ... in the serving signature."""
+    return [f"args_{i}" for i in range(count)]
+
+
+def _check_quant(quant: str) -> None:
+    if quant not in QUANT_MODES:
+        raise EdgeError(f"tflite has no quant mode '{quant}': choose one of {', '.join(QUANT_MODES)}")
+
+
+def _strided(calibration: Sequence[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
+    stride = max(1, -(-len(calibration) // MAX_CALIBRATION_SAMPLES))
+    return list(calibration)[::stride]
+
+
+# --- stage 1: fp32 conversion, cached -------------------------------------------------------------
+
+def graph_digest(graph) -> str:
+    """What the fp32 flatbuffer depends on: module structure, every parameter and buffer, input shapes, tools."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    digest.update(repr(graph.module).encode())
+    digest.update(json.dumps([list(t.shape) for t in graph.example_inputs]).encode())
+    digest.update(version("litert-torch").encode())
+    for name, tensor in [*graph.module.named_parameters(), *graph.module.named_buffers()]:
+        digest.update(name.encode())
+        digest.update(json.dumps(list(tensor.shape)).encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def convert_fp32(graph) -> bytes:
+    import litert_torch
+
+    with _quiet_conversion(), torch.no_grad():
+        return bytes(litert_torch.convert(graph.module.eval(), graph.example_inputs).model_content())
+
+
+@contextlib.contextmanager
+def _quiet_conversion():
+    """litert-torch prints a progress tree on stdout (where --json goes): off, and stray prints to stderr."""
+    previous = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if previous is None:
+            del os.environ["LITERT_TORCH_SHOW_PROGRESS"]
+        else:
+            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = previous
+
+
+def fp32_flatbuffer(graph) -> tuple[bytes, bool]:
+    """(the graph converted to an fp32 flatbuffer, whether it came from $EDGE_CACHE/tflite)."""
+    path = cache_dir() / "tflite" / f"{graph.name}-{graph_digest(graph)}.tflite"
+    if path.is_file():
+        return path.read_bytes(), True
+    payload = convert_fp32(graph)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as file:
+        file.write(payload)
+    os.replace(tmp, path)
+    return payload, False
+
+
+# --- stage 2: quantization recipes ----------------------------------------------------------------
+
+def quantize_in_channel_chunks(quantize):
+    """Wrap ai-edge-quantizer's uniform_quantize(tensor, params, is_blockwise_quant) so that a per-channel
+    tensor over QUANTIZER_CHUNK_BYTES is quantized in slices along its channel axis, each under the size
+    where upstream takes its (broken) 2-D chunked path. Same result, element for element."""
+
+    def chunked(tensor_data, quantization_params, is_blockwise_quant=False):
+        scale = np.asarray(quantization_params.scale)
+        zero_point = np.asarray(quantization_params.zero_point)
+        axis = quantization_params.quantized_dimension
+        if (is_blockwise_quant or tensor_data.ndim < 2 or tensor_data.nbytes <= QUANTIZER_CHUNK_BYTES
+                or scale.size == 1 or axis is None or scale.size != tensor_data.shape[axis]):
+            return quantize(tensor_data, quantization_params, is_blockwise_quant)
+        channel_shape = [1] * tensor_data.ndim
+        channel_shape[axis] = tensor_data.shape[axis]  # scale (C,) -> (1, .., C, .., 1) on the channel axis
+        scale, zero_point = scale.reshape(channel_shape), zero_point.reshape(channel_shape)
+        pieces = -(-tensor_data.nbytes // QUANTIZER_CHUNK_BYTES) + 1
+        quantized = []
+        for channels in np.array_split(np.arange(tensor_data.shape[axis]), pieces):
+            part = slice(channels[0], channels[-1] + 1)
+            params = dataclasses.replace(quantization_params, scale=_take(scale, axis, part),
+                                         zero_point=_take(zero_point, axis, part))
+            quantized.append(quantize(_take(tensor_data, axis, part), params, False))
+        return np.concatenate(quantized, axis=axis)
+
+    return chunked
+
+
+def _take(array: np.ndarray, axis: int, part: slice) -> np.ndarray:
+    index = [slice(None)] * array.ndim
+    index[axis] = part
+    return array[tuple(index)]
+
+
+@contextlib.contextmanager
+def chunked_large_weights():
+    """While active, ai-edge-quantizer quantizes large per-channel weights through quantize_in_channel_chunks."""
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as upstream
+
+    original = upstream.uniform_quantize
+    upstream.uniform_quantize = quantize_in_channel_chunks(original)
+    try:
+        yield
+    finally:
+        upstream.uniform_quantize = original
+
+
+def _recipe(quantizer, quant: str) -> None:
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    ops, algorithms = qtyping.TFLOperationName, algorithm_manager.AlgorithmName
+    if quant == "fp16":
+        quantizer.add_weight_only_config(".*", ops.ALL_SUPPORTED, 16, algorithm_key=algorithms.FLOAT_CASTING)
+    elif quant == "int8-weight":
+        quantizer.add_weight_only_config(".*", ops.ALL_SUPPORTED, 8)
+    elif quant == "int8-dynamic":
+        quantizer.add_dynamic_config(".*", ops.ALL_SUPPORTED, 8)
+    elif quant == "int8":
+        for op in STATIC_INT8_OPS:
+            quantizer.add_static_config(".*", getattr(ops, op), 8, 8)
+    # litert-torch names tensors by module path: "…/LambdaUNet_denoiser/TimestepEmbedding_time_embedding/…;"
+    for scope in ALWAYS_FLOAT_SCOPES:
+        quantizer.update_quantization_recipe(regex=f"_{scope}(/|;|$)", operation_name=ops.ALL_SUPPORTED,
+                                             algorithm_key=algorithms.NO_QUANTIZE)
+
+
+def quantized_flatbuffer(fp32: bytes, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]) -> bytes:
+    """Apply quant mode `quant`'s recipe to the fp32 flatbuffer (static int8 calibrates on `calibration`)."""
+    from ai_edge_quantizer import quantizer as aeq
+    from ai_edge_quantizer.calibrator import CalibrationMode
+
+    if quant == "fp32":
+        return fp32
+    quantizer = aeq.Quantizer(fp32)
+    _recipe(quantizer, quant)
+    with chunked_large_weights():
+        calibrated = None
+        if quantizer.need_calibration:
+            samples = [dict(zip(signature_input_names(len(s)), (t.numpy() for t in s), strict=True)) for s in calibration]
+            # profiler-based: min/max from the C++ profiler, not every intermediate kept in Python (GBs at full size)
+            calibrated = quantizer.calibrate({SIGNATURE: samples}, num_threads=1,
+                                             mode=CalibrationMode.CALIBRATION_PROFILER_BASED)
+        return bytes(quantizer.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+# --- what the flatbuffer holds --------------------------------------------------------------------
+
+def op_histogram(payload: bytes) -> Counter:
+    """Builtin op name -> count over every subgraph of a .tflite flatbuffer."""
+    return Counter(name for name, _ in _ops(payload))
+
+
+def _ops(payload: bytes) -> list[tuple[str, bool]]:
+    """(builtin op name, whether it computes in floating point: float output and no integer weight or
+    activation among its inputs; a dynamic-range op has a float output but int8 weights) for every op."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(payload, 0)
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    float_types = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16}
+    integer_types = {schema.TensorType.INT8, schema.TensorType.INT16, schema.TensorType.UINT8}
+    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(model.OperatorCodesLength())]
+    ops = []
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for j in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(j)
+            output = subgraph.Tensors(op.Outputs(0)) if op.OutputsLength() else None
+            integer_inputs = any(op.Inputs(k) >= 0 and subgraph.Tensors(op.Inputs(k)).Type() in integer_types
+                                 for k in range(op.InputsLength()))
+            ops.append((names[codes[op.OpcodeIndex()]],
+                        output is not None and output.Type() in float_types and not integer_inputs))
+    return ops
+
+
+def float_islands(payload: bytes, quant: str) -> list[str]:
+    """The compute ops left in floating point by a quant mode, as 'OP xN' (DEQUANTIZE and layout ops left out)."""
+    if quant == "fp32":
+        return ["all"]
+    bookkeeping = {"DEQUANTIZE", "QUANTIZE", "RESHAPE", "TRANSPOSE", "BROADCAST_TO", "SLICE", "CONCATENATION", "PAD"}
+    counts = Counter(name for name, is_float in _ops(payload) if is_float and name not in bookkeeping)
+    islands = [f"{name} x{count}" for name, count in counts.most_common()]
+    return [*islands, *(f"{scope} (kept float)" for scope in ALWAYS_FLOAT_SCOPES)]
+
+
+def xnnpack_partitions(payload: bytes) -> int:
+    """How many XNNPACK delegate nodes the interpreter's default CPU delegate makes of the flatbuffer."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=payload, num_threads=1)
+    interpreter.allocate_tensors()
+    return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
+
+
+# --- the backend ----------------------------------------------------------------------------------
+
+class TfliteBackend:
+    name = "tflite"
+    options: dict[str, tuple[str, ...]] = {}  # no target options (--npu is a stage of its own: npu_target / for_npu)
+
+    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
+              float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
+        _check_quant(quant)
+        if float_modules:  # recipes come from `edge sensitivity`, which needs a simulator this backend lacks
+            raise EdgeError("tflite does not take mixed-precision recipes yet")
+        started = time.perf_counter()
+        fp32, cached = fp32_flatbuffer(graph)
+        converted = time.perf_counter()
+        calibration = _strided(calibration) if quant == "int8" else []
+        payload = quantized_flatbuffer(fp32, quant, calibration)
+        ops = op_histogram(payload)
+        report = {"partitions": xnnpack_partitions(payload), "ops": sum(ops.values()),
+                  "op_histogram": dict(ops.most_common()),
+                  "fp32_conversion": "cached" if cached else f"{converted - started:.1f} s",
+                  "calibration_samples": len(calibration),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        return LoweredGraph(graph.name, payload, float_islands(payload, quant), report)
+
+    def npu_target(self, soc: str) -> NpuTarget:
+        """The vendor target for SOC, checked before any work by compiling a one-op model with its plugin."""
+        npu = npu_target(soc)
+        one_op = SimpleNamespace(module=torch.nn.ReLU(), example_inputs=(torch.zeros(1, 8),))
+        compile_for_npu(convert_fp32(one_op), npu)
+        return npu
+
+    def for_npu(self, lowered: LoweredGraph, npu: NpuTarget) -> LoweredGraph:
+        started = time.perf_counter()
+        payload = compile_for_npu(lowered.payload, npu)
+        report = {**lowered.report, "npu": {**npu.to_json(), "seconds": round(time.perf_counter() - started, 1)}}
+        return LoweredGraph(lowered.name, payload, lowered.float_ops, report)
+
+    def load(self, path: Path) -> Program:
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=str(path), num_threads=torch.get_num_threads()).get_signature_runner(SIGNATURE)
+        inputs, (output_name, output) = runner.get_input_details(), next(iter(runner.get_output_details().items()))
+
+        def run(*tensors: torch.Tensor) -> torch.Tensor:
+            names = signature_input_names(len(tensors))
+            feed = {name: _to_runtime(t.detach().numpy(), inputs[name]) for name, t in zip(names, tensors, strict=True)}
+            return torch.from_numpy(_from_runtime(runner(**feed)[output_name], output).copy())
+
+        return run
+
+    def versions(self) -> dict[str, str]:
+        from importlib.metadata import version
+
+        return {"torch": torch.__version__, **{p: version(p) for p in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")}}
+
+
+def _to_runtime(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A float input as the signature takes it: quantized with the input's scale and zero point where integer."""
+    if detail["dtype"] == np.float32:
+        return value.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(value / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
+
+
+def _from_runtime(value: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return value
+    scale, zero_point = detail["quantization"]
+    return (value.astype(np.float32) - zero_point) * scale
+
+
+BACKEND = TfliteBackend()
