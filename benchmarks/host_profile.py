@@ -6,7 +6,10 @@ benchmarks/results/profiles/ (the bundles are not written to), the summary in
 benchmarks/results/profile.json and the PROFILE table (with the int8 UNet's top ops) in
 benchmarks/README.md.
 
-    .venv/bin/python benchmarks/profile.py [--bundles out/bench-fp32 out/bench-int8 ...] [--runs 5]
+    .venv/bin/python benchmarks/host_profile.py [--bundles out/bench-fp32 out/bench-int8 ...] [--runs 5]
+
+Named host_profile, not profile: the script's folder comes first on sys.path, and a `profile.py` there
+shadows the standard library's, which cProfile (imported by torch._dynamo) needs.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def main() -> None:
     int8 = next((p for p in profiles if p["quant"] == "int8"), None)
     if int8 is not None and "ops" in int8:
         lines += op_table(int8, "unet")
-    write_section("PROFILE", "Host profile (`profile.py`)", lines)
+    write_section("PROFILE", "Host profile (`host_profile.py`)", lines)
     print("\n".join(lines))
 
 
