@@ -123,7 +123,7 @@ def write_tables(result: dict) -> None:
         graphs = entry["graphs"]
         names = ("encoder", "unet", "decoder")
         quality = result["end_to_end"].get(mode)
-        quality = f"{quality['masked_psnr_db']} | {quality['masked_ssim']}" if quality else "— | —"
+        quality = f"{quality['masked_psnr_db']:.1f} | {quality['masked_ssim']:.4f}" if quality else "— | —"
         lines.append(f"| {mode} | {entry['seconds']} | {entry['peak_rss_gb']} | "
                      f"{' / '.join(str(graphs[n]['seconds']) for n in names)} | {' / '.join(_mb(graphs[n]) for n in names)} | "
                      f"{' / '.join(str(graphs[n]['golden_sqnr_db']) for n in names)} | {quality} |")
