@@ -11,7 +11,10 @@ held-out pair, masked PSNR of the end-to-end inpaint); for Vulkan it measures th
 Writes benchmarks/results/litert_vulkan.json and the LITERT_VULKAN table in benchmarks/README.md.
 
     PYTHONPATH=. python benchmarks/litert_vulkan.py [--runs 3] [--tflite-modes ...] [--vulkan-modes ...]
-                                                    [--check-modes tflite:int8 ...] [--reuse]
+                                                    [--tflite-recipe RECIPE] [--check-modes tflite:int8 ...] [--reuse]
+
+--tflite-recipe adds a "tflite:int8-recipe" bundle: static int8 with the recipe's modules kept float
+(`edge sensitivity --target tflite` writes one).
 """
 
 from __future__ import annotations
@@ -52,12 +55,14 @@ def previous() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
 
 
-def compile_mode(target: str, mode: str, out: Path, reuse: bool) -> dict:
-    key = f"{target}:{mode}"
+def compile_mode(key: str, out: Path, reuse: bool, recipe: Path | None) -> dict:
+    """Compile bundle `key` ("target:mode", mode "int8-recipe" being int8 with `recipe`) into `out`."""
     if reuse and (out / "manifest.json").is_file() and key in previous().get("compile", {}):
         return previous()["compile"][key]
     print(f"compiling {key} ...", file=sys.stderr, flush=True)
-    result, seconds, rss = edge_json(["compile", "--target", target, "--quant", mode, "--model", "moebius-0.22b",
+    target, mode = key.split(":")
+    quant = ["--quant", mode] if mode != "int8-recipe" else ["--quant", "int8", "--recipe", str(recipe)]
+    result, seconds, rss = edge_json(["compile", "--target", target, *quant, "--model", "moebius-0.22b",
                                       "-o", str(out), "--force"])
     sizes = {name: round(out.joinpath(graph["file"]).stat().st_size / 1e6, 1) for name, graph in result["graphs"].items()}
     graphs = {name: {k: graph.get(k) for k in ("partitions", "delegated_fraction", "ops", "golden_sqnr_db", "seconds",
@@ -111,6 +116,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tflite-modes", nargs="*", default=["fp32", "fp16", "int8-weight", "int8-dynamic", "int8"])
     parser.add_argument("--vulkan-modes", nargs="*", default=["fp16", "fp32"])
+    parser.add_argument("--tflite-recipe", type=Path, help="also compile static int8 with this recipe")
     parser.add_argument("--check-modes", nargs="*", default=["tflite:int8", "tflite:fp32"])
     parser.add_argument("--reuse", action="store_true", help="reuse bundles (and their numbers) already in out/")
     args = parser.parse_args()
@@ -119,8 +125,10 @@ def main() -> None:
 
     (REPO / "out").mkdir(exist_ok=True)
     bundles = {f"tflite:{m}": REPO / "out" / f"bench-tflite-{m}" for m in args.tflite_modes}
+    if args.tflite_recipe:
+        bundles["tflite:int8-recipe"] = REPO / "out" / "bench-tflite-int8-recipe"
     bundles.update({f"vulkan:{m}": REPO / "out" / f"bench-vulkan-{m}" for m in args.vulkan_modes})
-    compiled = {key: compile_mode(*key.split(":"), path, args.reuse) for key, path in bundles.items()}
+    compiled = {key: compile_mode(key, path, args.reuse, args.tflite_recipe) for key, path in bundles.items()}
     result = {"schema": 1, "benchmark": "litert_vulkan", "model": "moebius-0.22b", "weights": "random seed 0",
               "date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
               "threads": torch.get_num_threads(), "compile": compiled}

@@ -237,8 +237,10 @@ def compile_command(
     if as_json:
         _emit_json({"command": "compile", **summary})
     else:
+        golden = {n: "not run here" if g["golden_sqnr_db"] is None else f"{g['golden_sqnr_db']} dB"
+                  for n, g in summary["graphs"].items()}
         typer.echo(f"wrote {path} ({manifest['target']} {manifest['quant']}, {summary['seconds']} s); golden SQNR vs fp32: "
-                   + ", ".join(f"{n} {g['golden_sqnr_db']} dB" for n, g in summary["graphs"].items()))
+                   + ", ".join(f"{n} {value}" for n, value in golden.items()))
 
 
 @app.command()

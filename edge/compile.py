@@ -179,10 +179,11 @@ def _compile(request, profile: TargetProfile, quant, recipe: Recipe | None, back
         inputs = golden_inputs[name]
         with torch.no_grad():
             reference = graphs[name].module(*inputs)
-        output = backend.load(lowered_files[name])(*inputs) if profile.runs_here and not npu else reference.clone()
+        runs = profile.runs_here and not npu
+        output = backend.load(lowered_files[name])(*inputs) if runs else reference.clone()
         golden.update({f"{name}.input.{j}": t.contiguous() for j, t in enumerate(inputs)})
         golden[f"{name}.reference"], golden[f"{name}.output"] = reference.contiguous(), output.contiguous()
-        graph_entries[name]["golden_sqnr_db"] = round(sqnr_db(reference, output), 2)
+        graph_entries[name]["golden_sqnr_db"] = round(sqnr_db(reference, output), 2) if runs else None  # None: not run here
     save_file(golden, writer.path(GOLDEN))
     plan.time_features.numpy().astype("<f4").tofile(writer.path(TIME_FEATURES))
 

@@ -16,10 +16,10 @@ from edge.bundle import BundleGraphs, read_bundle, verify_bundle
 from edge.calibration import cache_dir
 from edge.cli import app
 from edge.compile import CompileRequest, PreparedGraph, compile_bundle
-from edge.errors import EdgeError
 from edge.graphs import TensorSpec, build_graphs
 from edge.models import get_preset
 from edge.pipeline import TorchGraphs, inpaint_tensors
+from edge.recipe import read_recipe
 from edge.targets import load_target
 from tests.conftest import run_check_cli
 
@@ -95,14 +95,17 @@ def test_quant_modes_trade_size_for_error_in_order(tflite_bundles, tflite_checks
 
 def test_static_int8_records_its_float_islands(tflite_bundles):
     unet = read_bundle(tflite_bundles["int8"]).manifest["graphs"]["unet"]
-    islands = " ".join(unet["recipe"]["float_ops"])
-    for op in ("SOFTMAX", "BATCH_MATMUL", "MEAN", "RSQRT", "time_embedding (kept float)"):
-        assert op in islands, islands
-    assert "CONV_2D" not in islands.replace("DEPTHWISE_CONV_2D", "")  # the UNet's convolutions run in int8
+    islands = unet["recipe"]["float_ops"]
+    float_ops = dict(entry.split(" x") for entry in islands if " x" in entry)
+    for op in ("SOFTMAX", "BATCH_MATMUL", "MEAN", "RSQRT"):
+        assert op in float_ops, islands
+    assert {"denoiser.time_embedding (kept float)", "denoiser.conv_in (kept float)"} <= set(islands)
+    # conv_in (one depthwise and one pointwise conv) stays float, every other convolution runs in int8
+    assert float_ops.get("CONV_2D") == "1" and float_ops.get("DEPTHWISE_CONV_2D") == "1", islands
     histogram = unet["report"]["op_histogram"]
-    assert histogram["QUANTIZE"] > 0 and histogram["DEQUANTIZE"] > 0
+    assert histogram["QUANTIZE"] > 0 and histogram["DEQUANTIZE"] > 0 and histogram["CONV_2D"] > 10
     fp16 = " ".join(read_bundle(tflite_bundles["fp16"]).manifest["graphs"]["unet"]["recipe"]["float_ops"])
-    assert "CONV_2D" in fp16 and "FULLY_CONNECTED" in fp16  # fp16 stores weights only: compute stays float
+    assert "CONV_2D" in fp16 and "FULLY_CONNECTED" in fp16 and "conv_in" not in fp16  # fp16: compute stays float
 
 
 def test_quantizer_large_weight_workaround():
@@ -128,7 +131,7 @@ def test_large_conv_quantizes_through_the_backend():
     conv = torch.nn.Conv2d(1024, 1040, 3, padding=1, bias=False).eval()
     graph = PreparedGraph("big", conv, (torch.randn(1, 1024, 4, 4),), (TensorSpec("x", (1, 1024, 4, 4)),),
                           (TensorSpec("y", (1, 1040, 4, 4)),))
-    payload = tflite.quantized_flatbuffer(tflite.convert_fp32(graph), "int8-weight", [])
+    payload = tflite.quantized_flatbuffer(tflite.convert_fp32(graph), "int8-weight")
     assert len(payload) < conv.weight.numel() * 1.1  # int8: about a quarter of the fp32 weight
     path = cache_dir() / "big-int8-weight.tflite"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +169,70 @@ def test_npu_on_a_target_without_npus(tmp_path):
     assert result.exit_code == 2 and "target xnnpack has no NPU compilation" in result.stderr
 
 
-def test_recipes_are_refused():
-    with pytest.raises(EdgeError, match="tflite does not take mixed-precision recipes"):
-        tflite.BACKEND.lower(None, "int8", [], ("denoiser.conv_in",))
+def _linear_graph() -> PreparedGraph:
+    linear = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
+    return PreparedGraph("mlp", linear, (torch.randn(4, 16),), (TensorSpec("x", (4, 16)),), (TensorSpec("y", (4, 8)),))
 
+
+def test_activation_ranges_span_every_calibration_sample():
+    """Static int8 ranges are min/max over all samples (every timestep), not upstream's moving average, which
+    would leave the one wide sample (recorded first or last) mostly clipped."""
+    graph = _linear_graph()
+    samples = [(torch.randn(4, 16) * scale,) for scale in (1.0, 1.0, 1.0, 1.0, 20.0)]
+    ranges = tflite.activation_ranges(tflite.convert_fp32(graph), samples)
+    widest = torch.cat([s[0] for s in samples])
+    assert ranges["serving_default_args_0"]["max"][0] == pytest.approx(widest.max().item())
+    assert ranges["serving_default_args_0"]["min"][0] == pytest.approx(widest.min().item())
+
+
+def test_module_scope_regex_selects_exactly_that_module(tflite_bundles, tiny_unet, tiny_vae):
+    """Module paths (recipes, the timestep MLP) name the tensors litert-torch converted inside them."""
+    import re
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    unet_graph = build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)["unet"].module
+    payload = (tflite_bundles["fp32"] / "unet.tflite").read_bytes()
+    subgraph = schema.Model.GetRootAsModel(payload, 0).Subgraphs(0)
+    names = [subgraph.Tensors(i).Name().decode() for i in range(subgraph.TensorsLength())]
+    names = [n for n in names if n.count("UNetGraph/") == 1]  # fused ops join several modules' names: left out
+
+    def matches(path: str) -> set[str]:
+        return {n for n in names if re.search(tflite.module_scope_regex(unet_graph, path), n)}
+
+    resnets = matches("denoiser.down_blocks.0.resnets")
+    first, second = matches("denoiser.down_blocks.0.resnets.0"), matches("denoiser.down_blocks.0.resnets.1")
+    assert first and second and not first & second and resnets == first | second
+    assert not resnets & matches("denoiser.down_blocks.0.attentions") and matches("denoiser.conv_in")
+    assert all("TimestepEmbedding_time_embedding" in n for n in matches("denoiser.time_embedding"))
+
+
+@pytest.fixture(scope="session")
+def tflite_sensitivity(tmp_path_factory, tflite_bundles, parity_file, pipeline_file):
+    """`edge sensitivity --target tflite` on the tiny model: the real quantizer and interpreter per variant."""
+    folder = tmp_path_factory.mktemp("tflite-sensitivity")
+    result = runner.invoke(app, ["sensitivity", "--target", "tflite", "--model", "moebius-tiny", "--weights",
+                                 str(parity_file), "--vae", str(pipeline_file), "--granularity", "block",
+                                 "--calibration-samples", "4", "--float-fraction", "0.1", "-o",
+                                 str(folder / "ranking.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), folder / "ranking.recipe.toml"
+
+
+def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity, tflite_bundles, parity_file,
+                                                              pipeline_file, tmp_path):
+    payload, recipe_path = tflite_sensitivity
+    assert payload["target"] == "tflite" and len(payload["ranking"]) == 18
+    recipe = read_recipe(recipe_path)
+    float_modules = list(recipe.modules_for("unet"))
+    assert recipe.target == "tflite" and float_modules
+    assert recipe.expected["unet_sqnr_db"] > payload["all_quantized_sqnr_db"] + 1
+    out = tmp_path / "mixed"
+    result = runner.invoke(app, ["compile", "--target", "tflite", "--model", "moebius-tiny", "--weights", str(parity_file),
+                                 "--vae", str(pipeline_file), "--recipe", str(recipe_path), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    mixed, plain = read_bundle(out).manifest["graphs"]["unet"], read_bundle(tflite_bundles["int8"]).manifest["graphs"]["unet"]
+    assert mixed["recipe"]["float_modules"] == float_modules
+    assert all(f"{module} (kept float)" in mixed["recipe"]["float_ops"] for module in float_modules)
+    assert mixed["golden_sqnr_db"] > plain["golden_sqnr_db"] + 1
+    assert (out / "unet.tflite").stat().st_size > (tflite_bundles["int8"] / "unet.tflite").stat().st_size

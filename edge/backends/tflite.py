@@ -13,6 +13,9 @@ Quant modes (recipes applied to the fp32 flatbuffer):
   int8          static int8: per-channel int8 weights and calibrated per-tensor int8 activations for every
                 convolution and fully connected layer. Norms, softmax, the λ matmuls and elementwise ops stay
                 fp32 (int8 activations there cost ~20 dB on moebius-tiny), and so does the timestep MLP.
+                Activation ranges are the min/max over all calibration samples (every timestep), not
+                ai-edge-quantizer's default moving average, which follows the first samples' timesteps.
+                A recipe (`edge sensitivity --target tflite`) keeps whole modules float on top.
 The float islands each mode leaves are counted from the quantized flatbuffer (LoweredGraph.float_ops).
 """
 
@@ -21,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -41,7 +46,11 @@ from edge.errors import EdgeError
 
 QUANT_MODES = ("fp32", "fp16", "int8-weight", "int8-dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 20  # evenly strided over the recordings, so every timestep stays represented
-ALWAYS_FLOAT_SCOPES = ("time_embedding",)  # tensor-name scopes never quantized (the timestep MLP)
+ALWAYS_FLOAT_MODULES = ("denoiser.time_embedding",)  # never quantized (the timestep MLP)
+# kept float in static int8: conv_in's input mixes the noisy latent, the mask and the masked-image latent in one
+# per-tensor scale, and `edge sensitivity --target tflite` ranks it first by far at both sizes (all-int8 UNet
+# 6.3 -> 9.7 dB on moebius-0.22b, 14 -> 22 dB on moebius-tiny) for 9 KB of weights
+STATIC_INT8_FLOAT_MODULES = ("denoiser.conv_in",)
 STATIC_INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
 SIGNATURE = "serving_default"
 # ai-edge-quantizer 0.10 quantizes tensors over 32 MiB in 2-D chunks and fails to broadcast per-channel
@@ -165,7 +174,34 @@ def chunked_large_weights():
         upstream.uniform_quantize = original
 
 
-def _recipe(quantizer, quant: str) -> None:
+def module_scope_regex(root: torch.nn.Module, path: str) -> str:
+    """The tensor-name regex of everything litert-torch converts inside module `path` of `root`.
+
+    litert-torch names each tensor by its module stack, one "<class path>_<attribute>" per module with
+    containers (ModuleList) left out and their items named by index, e.g. denoiser.down_blocks.0.resnets.1 ->
+    "edge.graphs.UNetGraph/edge.models.unet.LambdaUNet_denoiser/edge.models.unet.DownBlock_0/
+    edge.models.unet.ResnetBlock_1"; fused ops join several such names with ";". A container path stands
+    for each of its items."""
+    module, parts = root, [re.escape(_class_path(root))]
+    for name in path.split("."):
+        module = getattr(module, name) if not name.isdigit() else module[int(name)]
+        if not isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):
+            parts.append(re.escape(f"{_class_path(module)}_{name}"))
+    if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):
+        items = "|".join(re.escape(f"{_class_path(item)}_{index}") for index, item in enumerate(module))
+        parts.append(f"(?:{items})")
+    return "(?:^|;)" + "/".join(parts) + "(?:/|;|$)"
+
+
+def _class_path(module: torch.nn.Module) -> str:
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _has_module(root: torch.nn.Module, path: str) -> bool:
+    return path in dict(root.named_modules())
+
+
+def _recipe(quantizer, quant: str, float_scopes: Sequence[str]) -> None:
     from ai_edge_quantizer import algorithm_manager, qtyping
 
     ops, algorithms = qtyping.TFLOperationName, algorithm_manager.AlgorithmName
@@ -178,29 +214,53 @@ def _recipe(quantizer, quant: str) -> None:
     elif quant == "int8":
         for op in STATIC_INT8_OPS:
             quantizer.add_static_config(".*", getattr(ops, op), 8, 8)
-    # litert-torch names tensors by module path: "…/LambdaUNet_denoiser/TimestepEmbedding_time_embedding/…;"
-    for scope in ALWAYS_FLOAT_SCOPES:
-        quantizer.update_quantization_recipe(regex=f"_{scope}(/|;|$)", operation_name=ops.ALL_SUPPORTED,
+    for scope in float_scopes:  # added last, so they override ".*" (the latest matching rule wins)
+        quantizer.update_quantization_recipe(regex=scope, operation_name=ops.ALL_SUPPORTED,
                                              algorithm_key=algorithms.NO_QUANTIZE)
 
 
-def quantized_flatbuffer(fp32: bytes, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]) -> bytes:
-    """Apply quant mode `quant`'s recipe to the fp32 flatbuffer (static int8 calibrates on `calibration`)."""
+def kept_float_modules(graph_module: torch.nn.Module, quant: str, float_modules: Sequence[str]) -> list[str]:
+    """The modules quant mode `quant` keeps float in this graph: the timestep MLP, conv_in in static int8 (where
+    the graph has them) and a recipe's `float_modules`."""
+    fixed = (*ALWAYS_FLOAT_MODULES, *(STATIC_INT8_FLOAT_MODULES if quant == "int8" else ()))
+    return [m for m in fixed if _has_module(graph_module, m) and m not in float_modules] + list(float_modules)
+
+
+def float_scopes(graph_module: torch.nn.Module, modules: Sequence[str]) -> list[str]:
+    """Tensor-name regexes of `modules` (module paths in graph_module)."""
+    return [module_scope_regex(graph_module, m) for m in modules]
+
+
+def activation_ranges(fp32: bytes, calibration: Sequence[tuple[torch.Tensor, ...]]) -> dict:
+    """{tensor name: {"min", "max"}} of every tensor of the fp32 flatbuffer over all calibration samples, from
+    LiteRT's C++ profiler (not every intermediate kept in Python: GBs at full size). Min/max over the samples,
+    so the range covers every timestep recorded (upstream's default moving average weights the first ones)."""
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    ranges = calibrator.Calibrator(fp32, num_threads=1, mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED,
+                                   qsv_update_func=qsv_utils.min_max_update)
+    samples = [dict(zip(signature_input_names(len(s)), (t.numpy() for t in s), strict=True)) for s in calibration]
+    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar cannot be turned off
+        ranges.calibrate({SIGNATURE: samples}, recipe_manager.RecipeManager())  # the recipe is unused when profiling
+    return ranges.get_model_qsvs()
+
+
+def quantized_flatbuffer(fp32: bytes, quant: str, ranges: dict | None = None, float_scopes: Sequence[str] = ()) -> bytes:
+    """Apply quant mode `quant`'s recipe to the fp32 flatbuffer, keeping tensors matching `float_scopes` float
+    (static int8 needs `ranges` from activation_ranges)."""
     from ai_edge_quantizer import quantizer as aeq
-    from ai_edge_quantizer.calibrator import CalibrationMode
 
     if quant == "fp32":
         return fp32
     quantizer = aeq.Quantizer(fp32)
-    _recipe(quantizer, quant)
+    _recipe(quantizer, quant, float_scopes)
+    if quantizer.need_calibration and ranges is None:
+        raise ValueError(f"quant mode {quant} needs activation ranges")
     with chunked_large_weights():
-        calibrated = None
-        if quantizer.need_calibration:
-            samples = [dict(zip(signature_input_names(len(s)), (t.numpy() for t in s), strict=True)) for s in calibration]
-            # profiler-based: min/max from the C++ profiler, not every intermediate kept in Python (GBs at full size)
-            calibrated = quantizer.calibrate({SIGNATURE: samples}, num_threads=1,
-                                             mode=CalibrationMode.CALIBRATION_PROFILER_BASED)
-        return bytes(quantizer.quantize(calibrated, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+        result = quantizer.quantize(ranges if quantizer.need_calibration else None,
+                                    enable_progress_bar=False, enable_progress_report=False)
+    return bytes(result.quantized_model)
 
 
 # --- what the flatbuffer holds --------------------------------------------------------------------
@@ -234,14 +294,15 @@ def _ops(payload: bytes) -> list[tuple[str, bool]]:
     return ops
 
 
-def float_islands(payload: bytes, quant: str) -> list[str]:
-    """The compute ops left in floating point by a quant mode, as 'OP xN' (DEQUANTIZE and layout ops left out)."""
+def float_islands(payload: bytes, quant: str, kept_float: Sequence[str]) -> list[str]:
+    """The compute ops left in floating point by a quant mode, as 'OP xN' (DEQUANTIZE and layout ops left out),
+    then the modules kept float whole."""
     if quant == "fp32":
         return ["all"]
     bookkeeping = {"DEQUANTIZE", "QUANTIZE", "RESHAPE", "TRANSPOSE", "BROADCAST_TO", "SLICE", "CONCATENATION", "PAD"}
     counts = Counter(name for name, is_float in _ops(payload) if is_float and name not in bookkeeping)
     islands = [f"{name} x{count}" for name, count in counts.most_common()]
-    return [*islands, *(f"{scope} (kept float)" for scope in ALWAYS_FLOAT_SCOPES)]
+    return [*islands, *(f"{module} (kept float)" for module in kept_float)]
 
 
 def xnnpack_partitions(payload: bytes) -> int:
@@ -262,20 +323,29 @@ class TfliteBackend:
     def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
               float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
         _check_quant(quant)
-        if float_modules:  # recipes come from `edge sensitivity`, which needs a simulator this backend lacks
-            raise EdgeError("tflite does not take mixed-precision recipes yet")
         started = time.perf_counter()
         fp32, cached = fp32_flatbuffer(graph)
         converted = time.perf_counter()
         calibration = _strided(calibration) if quant == "int8" else []
-        payload = quantized_flatbuffer(fp32, quant, calibration)
+        ranges = activation_ranges(fp32, calibration) if calibration else None
+        kept_float = kept_float_modules(graph.module, quant, float_modules)
+        payload = quantized_flatbuffer(fp32, quant, ranges, float_scopes(graph.module, kept_float))
         ops = op_histogram(payload)
         report = {"partitions": xnnpack_partitions(payload), "ops": sum(ops.values()),
                   "op_histogram": dict(ops.most_common()),
                   "fp32_conversion": "cached" if cached else f"{converted - started:.1f} s",
                   "calibration_samples": len(calibration),
                   "seconds": round(time.perf_counter() - started, 1)}
-        return LoweredGraph(graph.name, payload, float_islands(payload, quant), report)
+        return LoweredGraph(graph.name, payload, float_islands(payload, quant, kept_float), report)
+
+    def simulator(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]):
+        """float_modules -> the graph quantized as `lower` would, keeping those modules float, run in LiteRT here
+        (the real quantizer and kernels, not a simulation). Converts and calibrates once."""
+        _check_quant(quant)
+        fp32, _ = fp32_flatbuffer(graph)
+        ranges = activation_ranges(fp32, _strided(calibration)) if quant == "int8" else None
+        return lambda float_modules: _program(quantized_flatbuffer(
+            fp32, quant, ranges, float_scopes(graph.module, kept_float_modules(graph.module, quant, float_modules))))
 
     def npu_target(self, soc: str) -> NpuTarget:
         """The vendor target for SOC, checked before any work by compiling a one-op model with its plugin."""
@@ -291,22 +361,28 @@ class TfliteBackend:
         return LoweredGraph(lowered.name, payload, lowered.float_ops, report)
 
     def load(self, path: Path) -> Program:
-        from ai_edge_litert.interpreter import Interpreter
-
-        runner = Interpreter(model_path=str(path), num_threads=torch.get_num_threads()).get_signature_runner(SIGNATURE)
-        inputs, (output_name, output) = runner.get_input_details(), next(iter(runner.get_output_details().items()))
-
-        def run(*tensors: torch.Tensor) -> torch.Tensor:
-            names = signature_input_names(len(tensors))
-            feed = {name: _to_runtime(t.detach().numpy(), inputs[name]) for name, t in zip(names, tensors, strict=True)}
-            return torch.from_numpy(_from_runtime(runner(**feed)[output_name], output).copy())
-
-        return run
+        return _program(path)
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
 
         return {"torch": torch.__version__, **{p: version(p) for p in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")}}
+
+
+def _program(model: Path | bytes) -> Program:
+    """A .tflite file or flatbuffer as a callable on torch tensors, through its serving signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    source = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
+    runner = Interpreter(**source, num_threads=torch.get_num_threads()).get_signature_runner(SIGNATURE)
+    inputs, (output_name, output) = runner.get_input_details(), next(iter(runner.get_output_details().items()))
+
+    def run(*tensors: torch.Tensor) -> torch.Tensor:
+        names = signature_input_names(len(tensors))
+        feed = {name: _to_runtime(t.detach().numpy(), inputs[name]) for name, t in zip(names, tensors, strict=True)}
+        return torch.from_numpy(_from_runtime(runner(**feed)[output_name], output).copy())
+
+    return run
 
 
 def _to_runtime(value: np.ndarray, detail: dict) -> np.ndarray:
