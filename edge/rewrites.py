@@ -17,9 +17,7 @@ from torch import nn
 
 
 class PrimitiveGroupNorm(nn.Module):
-    """GroupNorm from 4-D means: (B, C, *S, W) -> view (B, G, C/G * prod S, W), normalise over the last two.
-    Rows stay as long as the last axis: one row per group of a 512x512 VAE map (262144 values) exceeds GPU
-    texture widths (Vulkan's partitioner allows 16384) and would leave the means off the GPU."""
+    """GroupNorm from 4-D means: (B, C, *S) -> view (B, G, C/G, prod S), normalise over the last two."""
 
     def __init__(self, norm: nn.GroupNorm):
         super().__init__()
@@ -28,7 +26,7 @@ class PrimitiveGroupNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels = x.shape[:2]
-        grouped = x.view(batch, self.groups, -1, x.shape[-1])  # (B, G, C/G * prod S, W)
+        grouped = x.view(batch, self.groups, channels // self.groups, -1)
         centered = grouped - grouped.mean(dim=(2, 3), keepdim=True)
         variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
         normalised = (centered * torch.rsqrt(variance + self.eps)).view(x.shape)
