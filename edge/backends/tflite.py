@@ -12,7 +12,8 @@ Quant modes (recipes applied to the fp32 flatbuffer):
   int8-dynamic  int8 per-channel weights, activations quantized at run time (dynamic range).
   int8          static int8: per-channel int8 weights and calibrated per-tensor int8 activations for every
                 convolution and fully connected layer. Norms, softmax, the λ matmuls and elementwise ops stay
-                fp32 (int8 activations there cost ~20 dB on moebius-tiny), and so does the timestep MLP.
+                fp32 (int8 activations there cost ~20 dB on moebius-tiny), and so do the timestep MLP and
+                conv_in (STATIC_INT8_FLOAT_MODULES).
                 Activation ranges are the min/max over all calibration samples (every timestep), not
                 ai-edge-quantizer's default moving average, which follows the first samples' timesteps.
                 A recipe (`edge sensitivity --target tflite`) keeps whole modules float on top.
