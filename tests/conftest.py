@@ -78,6 +78,39 @@ def tiny_bundles(tmp_path_factory, parity_file, pipeline_file):
             for mode in XNNPACK_MODES}
 
 
+def inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case):
+    """The bundle's inpaint of the pipeline case (its own sampling plan), and the max abs difference of its
+    image in [0, 1] from the torch pipeline's with the same inputs and start noise."""
+    from edge.bundle import BundleGraphs
+    from edge.graphs import build_graphs
+    from edge.models import get_preset
+    from edge.pipeline import TorchGraphs, inpaint_tensors
+
+    plan = bundle.sampling_plan()
+    args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
+    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
+    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
+    return compiled, (compiled.image01 - reference.image01).abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_copy(tiny_bundles, tmp_path_factory) -> Path:
+    """A private copy of the tiny int8 XNNPACK bundle per test module (profiling writes into the bundle folder)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("int8-copy") / "tiny-int8"
+    shutil.copytree(tiny_bundles["int8"], copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def native_runner() -> Path:
+    """The native runner (android_demo/runner), built once per session into the throwaway EDGE_CACHE."""
+    from edge.runner import build_runner
+
+    return build_runner()
+
+
 @pytest.fixture(scope="session")
 def lpips_folder(tmp_path_factory) -> Path:
     """Seeded random LPIPS weights in the layout of the published files (torchvision AlexNet + lpips alex.pth)."""

@@ -12,21 +12,8 @@ from adb_emulator import AdbServer, EmulatedDevice
 from typer.testing import CliRunner
 
 from edge.cli import app
-from edge.runner import build_runner
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="needs Debian's adb client (apt-get install adb)")
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundles, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("adb") / "tiny-int8"
-    shutil.copytree(tiny_bundles["int8"], copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def runner():
-    return build_runner()
 
 
 @pytest.fixture
@@ -45,8 +32,8 @@ def edge(*arguments):
     return result.exit_code, (json.loads(result.stdout) if result.exit_code == 0 else result.output)
 
 
-def profile(bundle, runner, tmp_path, *extra):
-    return edge("profile", str(bundle), "--device", "adb", "--runner", str(runner), "--runs", "2", "--warmup", "1",
+def profile(tiny_int8_copy, native_runner, tmp_path, *extra):
+    return edge("profile", str(tiny_int8_copy), "--device", "adb", "--runner", str(native_runner), "--runs", "2", "--warmup", "1",
                 "--cooldown", "0", "--save-dir", str(tmp_path / "profiles"), *extra)
 
 
@@ -60,12 +47,12 @@ def test_devices_describes_the_attached_phone(monkeypatch, tmp_path, phone):
     assert row["cpus"] == 8 and row["big_cores"] == [7]  # the one 2.9 GHz prime core
 
 
-def test_profile_over_adb_end_to_end(monkeypatch, tmp_path, phone, bundle, runner):
+def test_profile_over_adb_end_to_end(monkeypatch, tmp_path, phone, tiny_int8_copy, native_runner):
     with serve(monkeypatch, tmp_path, phone):
-        code, first = profile(bundle, runner, tmp_path)
+        code, first = profile(tiny_int8_copy, native_runner, tmp_path)
         assert code == 0, first
         phone.heats_up = True
-        code, second = profile(bundle, runner, tmp_path, "--clean")
+        code, second = profile(tiny_int8_copy, native_runner, tmp_path, "--clean")
         assert code == 0, second
     assert first["complete"] and first["device"]["model"] == "Pixel Emu" and first["pinned_cores"] == [7]
     assert first["settings"]["threads"] == 1  # one thread per pinned core
@@ -87,57 +74,57 @@ def test_profile_over_adb_end_to_end(monkeypatch, tmp_path, phone, bundle, runne
     assert len(list((tmp_path / "profiles").glob("*-EMU0001*.json"))) == 2
 
 
-def test_pushed_files_match_the_bundle(monkeypatch, tmp_path, phone, bundle, runner):
+def test_pushed_files_match_the_bundle(monkeypatch, tmp_path, phone, tiny_int8_copy, native_runner):
     with serve(monkeypatch, tmp_path, phone):
-        code, result = profile(bundle, runner, tmp_path, "--no-ops")
+        code, result = profile(tiny_int8_copy, native_runner, tmp_path, "--no-ops")
     assert code == 0, result
     (folder,) = (phone.root / "data/local/tmp/edge").glob("tiny-int8-*")
     for name in ("encoder.pte", "unet.pte", "decoder.pte"):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == \
-            hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+            hashlib.sha256((tiny_int8_copy / name).read_bytes()).hexdigest()
     assert "ops" not in result
 
 
-def test_no_device_several_devices_and_unknown_serial(monkeypatch, tmp_path, bundle, runner):
+def test_no_device_several_devices_and_unknown_serial(monkeypatch, tmp_path, tiny_int8_copy, native_runner):
     with serve(monkeypatch, tmp_path):
-        code, output = profile(bundle, runner, tmp_path)
+        code, output = profile(tiny_int8_copy, native_runner, tmp_path)
     assert code == 2 and "no Android device attached" in output
     two = [EmulatedDevice(serial, tmp_path / serial) for serial in ("EMU0001", "EMU0002")]
     with serve(monkeypatch, tmp_path, *two):
-        code, output = profile(bundle, runner, tmp_path)
+        code, output = profile(tiny_int8_copy, native_runner, tmp_path)
         assert code == 2 and "2 devices attached (EMU0001, EMU0002)" in output and "adb:SERIAL" in output
-        code, output = edge("profile", str(bundle), "--device", "adb:NOPE")
+        code, output = edge("profile", str(tiny_int8_copy), "--device", "adb:NOPE")
         assert code == 2 and "adb:NOPE: no such device" in output
 
 
-def test_device_gone_mid_run_keeps_what_was_measured(monkeypatch, tmp_path, phone, bundle, runner):
+def test_device_gone_mid_run_keeps_what_was_measured(monkeypatch, tmp_path, phone, tiny_int8_copy, native_runner):
     phone.gone_at_runner_call = 2  # unplugged during the UNet
     with serve(monkeypatch, tmp_path, phone):
-        code, output = profile(bundle, runner, tmp_path)
+        code, output = profile(tiny_int8_copy, native_runner, tmp_path)
     assert code == 2 and "EMU0001: the device disconnected" in output and "measured so far" in output
     (partial,) = (tmp_path / "profiles").glob("*-EMU0001.json")
     saved = json.loads(partial.read_text())
     assert saved["complete"] is False and list(saved["graphs"]) == ["encoder"] and "disconnected" in saved["error"]
 
 
-def test_full_storage_is_a_clear_error(monkeypatch, tmp_path, phone, bundle, runner):
+def test_full_storage_is_a_clear_error(monkeypatch, tmp_path, phone, tiny_int8_copy, native_runner):
     phone.storage_bytes = 64 * 1024  # less than one program
     with serve(monkeypatch, tmp_path, phone):
-        code, output = profile(bundle, runner, tmp_path)
+        code, output = profile(tiny_int8_copy, native_runner, tmp_path)
     assert code == 2 and "no space left on the device" in output and "--clean" in output
 
 
-def test_runner_crash_is_reported_with_its_signal(monkeypatch, tmp_path, phone, bundle, runner):
+def test_runner_crash_is_reported_with_its_signal(monkeypatch, tmp_path, phone, tiny_int8_copy, native_runner):
     phone.runner_fault, phone.fault_from_runner_call = "crash", 3
     with serve(monkeypatch, tmp_path, phone):
-        code, output = profile(bundle, runner, tmp_path)
+        code, output = profile(tiny_int8_copy, native_runner, tmp_path)
     assert code == 2 and "the runner crashed on decoder (signal 11)" in output
     (partial,) = (tmp_path / "profiles").glob("*-EMU0001.json")
     assert list(json.loads(partial.read_text())["graphs"]) == ["encoder", "unet"]
 
 
-def test_runner_timeout(monkeypatch, tmp_path, phone, bundle, runner):
+def test_runner_timeout(monkeypatch, tmp_path, phone, tiny_int8_copy, native_runner):
     phone.runner_fault = "hang"
     with serve(monkeypatch, tmp_path, phone):
-        code, output = profile(bundle, runner, tmp_path, "--timeout", "3")
+        code, output = profile(tiny_int8_copy, native_runner, tmp_path, "--timeout", "3")
     assert code == 2 and "timed out after 3 s" in output

@@ -11,13 +11,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from edge.bundle import BundleGraphs, read_bundle
+from edge.bundle import read_bundle
 from edge.cli import app
-from edge.graphs import build_graphs
-from edge.models import get_preset
-from edge.pipeline import TorchGraphs, inpaint_tensors
 from edge.targets import load_target
-from tests.conftest import REPO, XNNPACK_MODES
+from tests.conftest import REPO, XNNPACK_MODES, inpaint_against_torch
 
 runner = CliRunner()
 
@@ -52,11 +49,7 @@ def test_each_graph_is_one_delegate_partition(tiny_bundles, mode):
 @pytest.mark.parametrize("mode", XNNPACK_MODES)
 def test_bundle_matches_the_torch_pipeline(tiny_bundles, tiny_unet, tiny_vae, pipeline_case, mode):
     bundle = read_bundle(tiny_bundles[mode])
-    plan = bundle.sampling_plan()
-    args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
-    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
-    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
-    error = (compiled.image01 - reference.image01).abs().max().item()
+    compiled, error = inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case)
     assert error <= load_target("xnnpack").tolerance[mode] == bundle.manifest["end_to_end_tolerance"]["max_abs_image01"]
     if mode == "fp32":
         assert torch.allclose(compiled.latents, pipeline_case["output.latents"], rtol=0, atol=1e-3 * 27.2)

@@ -14,25 +14,12 @@ from edge.bundle import read_bundle
 from edge.cli import app
 from edge.errors import EdgeError
 from edge.measure import Settings, summarize
-from edge.runner import build_runner, parse_runner_line, runner_arguments, write_inputs
+from edge.runner import parse_runner_line, runner_arguments, write_inputs
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bundles, tmp_path_factory):
-    """A private copy (the profile writes into the bundle folder)."""
-    copy = tmp_path_factory.mktemp("profile") / "tiny-int8"
-    shutil.copytree(tiny_bundles["int8"], copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def runner():
-    return build_runner()  # into the session's throwaway EDGE_CACHE
-
-
-@pytest.fixture(scope="module")
-def local_profile(bundle, runner):
-    result = CliRunner().invoke(app, ["profile", str(bundle), "--runs", "3", "--warmup", "1", "--cooldown", "0",
+def local_profile(tiny_int8_copy, native_runner):
+    result = CliRunner().invoke(app, ["profile", str(tiny_int8_copy), "--runs", "3", "--warmup", "1", "--cooldown", "0",
                                       "--threads", "2", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -47,8 +34,8 @@ def test_summary_statistics():
     assert summarize([2.0, 2.0])["cv"] == 0.0
 
 
-def test_local_profile_times_every_graph_and_the_inpaint(local_profile, bundle):
-    manifest = read_bundle(bundle).manifest
+def test_local_profile_times_every_graph_and_the_inpaint(local_profile, tiny_int8_copy):
+    manifest = read_bundle(tiny_int8_copy).manifest
     assert local_profile["device"]["kind"] == "local" and local_profile["settings"]["threads"] == 2
     for name, graph in local_profile["graphs"].items():
         assert graph["runs"] == 3 and len(graph["samples_ms"]) == 3
@@ -86,22 +73,22 @@ def test_native_runner_matches_the_python_runtime(local_profile):
         assert math.isfinite(ratio) and ratio > 0
 
 
-def test_profile_is_saved_outside_the_manifest_and_verify_still_passes(local_profile, bundle):
-    saved = sorted((bundle / "profiles").glob("*-local.json"))
+def test_profile_is_saved_outside_the_manifest_and_verify_still_passes(local_profile, tiny_int8_copy):
+    saved = sorted((tiny_int8_copy / "profiles").glob("*-local.json"))
     assert saved and json.loads(saved[-1].read_text())["graphs"] == local_profile["graphs"]
-    verify = CliRunner().invoke(app, ["verify", str(bundle), "--json"])
+    verify = CliRunner().invoke(app, ["verify", str(tiny_int8_copy), "--json"])
     assert verify.exit_code == 0, verify.output
     assert json.loads(verify.stdout)["hashes_ok"]
 
 
-def test_runner_etdump_counts_the_same_ops_as_python(bundle, runner, local_profile, tmp_path):
+def test_runner_etdump_counts_the_same_ops_as_python(tiny_int8_copy, native_runner, local_profile, tmp_path):
     from edge.etdump import op_breakdown
 
-    loaded = read_bundle(bundle)
+    loaded = read_bundle(tiny_int8_copy)
     inputs = [(str(path), shape) for path, shape in write_inputs(loaded, "unet", tmp_path)]
     arguments = runner_arguments(str(loaded.graph_file("unet")), inputs, Settings(runs=2, warmup=1),
                                  etdump=str(tmp_path / "unet.etdp"))
-    done = subprocess.run([str(runner), *arguments], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(native_runner), *arguments], capture_output=True, text=True, timeout=120)
     parse_runner_line(done.stdout, "runner")
     native_ops = op_breakdown(tmp_path / "unet.etdp")
     assert native_ops["runs"] == 3  # warm-up + timed runs all recorded
@@ -112,11 +99,11 @@ def test_runner_etdump_counts_the_same_ops_as_python(bundle, runner, local_profi
     assert all(python_calls[op] == native_calls[op] for op in shared)
 
 
-def test_runner_reports_bad_input_as_one_error(bundle, runner, tmp_path):
-    loaded = read_bundle(bundle)
+def test_runner_reports_bad_input_as_one_error(tiny_int8_copy, native_runner, tmp_path):
+    loaded = read_bundle(tiny_int8_copy)
     (path, shape), *_ = write_inputs(loaded, "unet", tmp_path)
     wrong = [(str(path), [shape[0] * 2, *shape[1:]])]
-    done = subprocess.run([str(runner), *runner_arguments(str(loaded.graph_file("unet")), wrong, Settings(1, 1))],
+    done = subprocess.run([str(native_runner), *runner_arguments(str(loaded.graph_file("unet")), wrong, Settings(1, 1))],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     with pytest.raises(EdgeError, match="bytes, shape needs"):
@@ -138,19 +125,19 @@ def test_android_build_names_what_is_missing(monkeypatch, tmp_path):
     assert "NDK" not in result.output.split("missing", 1)[1] and "EXECUTORCH_ANDROID_PREFIX" in result.output
 
 
-def test_profile_rejects_an_unknown_device(bundle):
-    result = CliRunner().invoke(app, ["profile", str(bundle), "--device", "usb"])
+def test_profile_rejects_an_unknown_device(tiny_int8_copy):
+    result = CliRunner().invoke(app, ["profile", str(tiny_int8_copy), "--device", "usb"])
     assert result.exit_code == 2 and "--device usb" in result.output
 
 
-def test_core_ml_results_are_marked_as_the_interpreter(bundle, tmp_path, monkeypatch):
+def test_core_ml_results_are_marked_as_the_interpreter(tiny_int8_copy, tmp_path, monkeypatch):
     """Any backend's `load` is profiled; a Core ML bundle's numbers are flagged as not a device speed."""
     import edge.backends
     from edge.backends.xnnpack import BACKEND
     from edge.profile import LocalRequest, profile_local
 
     copy = tmp_path / "as-coreml"
-    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
+    shutil.copytree(tiny_int8_copy, copy, ignore=shutil.ignore_patterns("profiles"))
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["backend"] = "coreml"  # the manifest is not in its own file list: hashes still match
     (copy / "manifest.json").write_text(json.dumps(manifest))

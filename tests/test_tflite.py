@@ -12,16 +12,15 @@ import torch
 from typer.testing import CliRunner
 
 from edge.backends import tflite
-from edge.bundle import BundleGraphs, read_bundle, verify_bundle
+from edge.bundle import read_bundle, verify_bundle
 from edge.calibration import cache_dir
 from edge.cli import app
 from edge.compile import CompileRequest, PreparedGraph, compile_bundle
 from edge.graphs import TensorSpec, build_graphs
 from edge.models import get_preset
-from edge.pipeline import TorchGraphs, inpaint_tensors
 from edge.recipe import read_recipe
 from edge.targets import load_target
-from tests.conftest import run_check_cli
+from tests.conftest import inpaint_against_torch, run_check_cli
 
 runner = CliRunner()
 MODES = ("fp32", "fp16", "int8-weight", "int8-dynamic", "int8")
@@ -67,11 +66,7 @@ def test_bundle_runs_in_litert_and_verifies(tflite_bundles, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_bundle_matches_the_torch_pipeline(tflite_bundles, tiny_unet, tiny_vae, pipeline_case, mode):
     bundle = read_bundle(tflite_bundles[mode])
-    plan = bundle.sampling_plan()
-    args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
-    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
-    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
-    error = (compiled.image01 - reference.image01).abs().max().item()
+    compiled, error = inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case)
     assert error <= load_target("tflite").tolerance[mode] == bundle.manifest["end_to_end_tolerance"]["max_abs_image01"]
 
 
