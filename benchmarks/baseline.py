@@ -18,14 +18,14 @@ import platform
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from edge.graphs import build_graphs
-from edge.models import cfg_input_ids, get_preset, load_unet, load_vae
-from edge.pipeline import TorchGraphs, inpaint_tensors, sampling_plan, start_noise
-from edge.schedule import ddim_schedule
 from readme_section import write_section
 from timing import measure
+from torch.utils.flop_counter import FlopCounterMode
+
+from edge.compile.graphs import build_graphs
+from edge.models import cfg_input_ids, get_preset, load_unet, load_vae
+from edge.pipeline.loop import TorchGraphs, inpaint_tensors, sampling_plan, start_noise
+from edge.pipeline.schedule import ddim_schedule
 
 HERE = Path(__file__).resolve().parent
 

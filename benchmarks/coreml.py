@@ -40,8 +40,8 @@ PUBLISHED_LAYOUT_PROBE = {"reshape": 617, "transpose": 390, "gather_nd": 15, "ra
 def histogram_without_rewrites() -> dict:
     """The fp16 UNet converted without the target's rewrites: what coremltools does with plain GroupNorm."""
     from edge.backends.coreml import BACKEND
-    from edge.compile import load_models, prepare_graph
-    from edge.graphs import build_graphs
+    from edge.compile.graphs import build_graphs
+    from edge.compile.stages import load_models, prepare_graph
 
     models = load_models("moebius-0.22b", None, None, 0)
     spec = build_graphs(models.preset, models.unet, models.vae)["unet"]
@@ -52,11 +52,11 @@ def histogram_without_rewrites() -> dict:
 
 def end_to_end(bundle_path: Path) -> dict:
     """The held-out pair inpainted by the bundle (in the interpreter) and by the fp32 torch pipeline, same noise."""
-    from edge.bundle import BundleGraphs, read_bundle
-    from edge.check import compare_pipelines, evaluation_pairs
-    from edge.compile import load_models
-    from edge.graphs import build_graphs
-    from edge.pipeline import TorchGraphs
+    from edge.bundle.reader import BundleGraphs, read_bundle
+    from edge.compile.graphs import build_graphs
+    from edge.compile.stages import load_models
+    from edge.pipeline.loop import TorchGraphs
+    from edge.quality.check import compare_pipelines, evaluation_pairs
 
     bundle = read_bundle(bundle_path)
     models = load_models("moebius-0.22b", None, None, 0)

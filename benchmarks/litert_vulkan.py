@@ -76,11 +76,11 @@ def compile_mode(key: str, out: Path, reuse: bool, recipe: Path | None) -> dict:
 
 
 def time_unets(bundles: dict[str, Path], runs: int) -> dict:
-    from edge.bundle import BundleGraphs, golden_case, read_bundle
-    from edge.graphs import build_graphs
-    from edge.metrics import sqnr_db
+    from edge.bundle.reader import BundleGraphs, golden_case, read_bundle
+    from edge.compile.graphs import build_graphs
     from edge.models import get_preset, load_unet, load_vae
-    from edge.pipeline import TorchGraphs
+    from edge.pipeline.loop import TorchGraphs
+    from edge.quality.metrics import sqnr_db
 
     preset = get_preset("moebius-0.22b")
     inputs, _, reference = golden_case(read_bundle(next(iter(bundles.values()))), "unet")
@@ -150,7 +150,7 @@ def write_table(result: dict) -> None:
              "conversion of all three graphs, later modes reuse it from the cache). UNet at batch 2 (CFG) on the golden "
              "input (middle step), all runners in one process; SQNR against torch fp32. `edge check`: UNet SQNR over "
              "the 19 steps of the held-out pair, masked PSNR of the whole inpaint against the fp32 pipeline.", "",
-             "| bundle | compile s | peak RSS GB | size MB (enc/unet/dec) | partitions (enc/unet/dec) | UNet TRANSPOSE/RESHAPE | UNet b2 s | vs eager | UNet SQNR dB (golden) | check: UNet SQNR dB | check: masked PSNR dB |",
+             "| bundle | compile s | peak RSS GB | size MB (enc/unet/dec) | partitions (enc/unet/dec) | UNet TRANSPOSE/RESHAPE | UNet b2 s | vs eager | UNet SQNR dB (golden) | check: UNet SQNR dB | check: masked PSNR dB |",  # noqa: E501
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     runtime, checks = result.get("runtime", {}), result.get("check", {})
     eager = runtime.get("torch eager fp32")

@@ -68,11 +68,11 @@ def main() -> None:
         print(f"compiling {mode} ...", file=sys.stderr, flush=True)
         compiled[mode] = compile_mode(mode, path, args.reuse)
 
-    from edge.bundle import BundleGraphs, golden_case, read_bundle
-    from edge.graphs import build_graphs
-    from edge.metrics import sqnr_db
+    from edge.bundle.reader import BundleGraphs, golden_case, read_bundle
+    from edge.compile.graphs import build_graphs
     from edge.models import get_preset, load_unet, load_vae
-    from edge.pipeline import TorchGraphs, inpaint_tensors, start_noise
+    from edge.pipeline.loop import TorchGraphs, inpaint_tensors, start_noise
+    from edge.quality.metrics import sqnr_db
 
     preset = get_preset("moebius-0.22b")
     torch_graphs = TorchGraphs(build_graphs(preset, load_unet(preset), load_vae(preset)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from edge.errors import EdgeError
 app = typer.Typer(help="Compile, check and profile the Moebius inpainting model for phones.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err_console = Console(stderr=True)
-SCHEMA = 1
+RESULT_SCHEMA = 1  # of every --json result (a bundle's manifest has its own: edge.bundle.manifest.SCHEMA)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 # options shared by the commands that build the model (compile, sensitivity)
@@ -37,15 +38,29 @@ def _quiet_third_party_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _fail(err: EdgeError, debug: bool) -> None:
-    if debug:
-        raise err
-    err_console.print(f"[red]error:[/red] {err.message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(err.exit_code)
+def reports_errors(command):
+    """A command whose EdgeError (a user's mistake) ends it with one `error:` line and the error's exit code;
+    its `--debug` flag shows the traceback instead."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EdgeError as err:
+            if kwargs.get("debug"):
+                raise
+            err_console.print(f"[red]error:[/red] {err.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return run
+
+
+def _result_json(payload: dict) -> str:
+    return json.dumps({"schema": RESULT_SCHEMA, **payload}, indent=1) + "\n"
 
 
 def _emit_json(payload: dict) -> None:
-    sys.stdout.write(json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n")
+    sys.stdout.write(_result_json(payload))
 
 
 def _narrator(as_json: bool):
@@ -84,6 +99,7 @@ def _write_text_atomically(out: Path, text: str) -> None:
 
 
 @app.command()
+@reports_errors
 def inpaint(
     image: Annotated[Path, typer.Argument(help="Picture to fill, any size.")],
     mask: Annotated[Path, typer.Argument(help="Same size as IMAGE; white (>= 128) = fill, black = keep.")],
@@ -101,87 +117,38 @@ def inpaint(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Fill the masked region of IMAGE: fp32 torch reference, or a compiled bundle (--bundle)."""
-    try:
-        import torch
+    import torch
 
-        from edge.pipeline import inpaint_image, open_picture, prepare_pair
+    from edge.inpaint import bundle_source, torch_source
+    from edge.pipeline.loop import inpaint_image, open_picture, prepare_pair
+    from edge.progress import progress_steps
 
-        if threads:
-            torch.set_num_threads(threads)
-        _check_output(out)
-        picture, mask_picture = open_picture(image, "image"), open_picture(mask, "mask")
-        prepare_pair(picture, mask_picture, mask)  # fail on a bad pair before loading any model
-        started = time.perf_counter()
-        if bundle is not None:
-            graphs, plan, image_size, source = _bundle_graphs(bundle, steps, guidance)
-        else:
-            graphs, plan, image_size, source = _torch_graphs(model, weights, vae, seed, steps, guidance)
-        from edge.progress import progress_steps
-
-        with progress_steps(f"inpaint {source['model']}", enabled=not as_json) as on_step:
-            result = inpaint_image(graphs, plan, image_size, picture, mask_picture, seed, noise_offset, on_step)
-        _write_atomically(out, result.save)
-    except EdgeError as err:
-        _fail(err, debug)
-    summary = {"output": str(out), "size": list(picture.size), "steps": plan.schedule.steps,
-               "guidance": plan.guidance, "seed": seed, **source, "seconds": round(time.perf_counter() - started, 2)}
+    if threads:
+        torch.set_num_threads(threads)
+    _check_output(out)
+    picture, mask_picture = open_picture(image, "image"), open_picture(mask, "mask")
+    prepare_pair(picture, mask_picture, mask)  # fail on a bad pair before loading any model
+    started = time.perf_counter()
+    source = (bundle_source(bundle, steps, guidance) if bundle is not None
+              else torch_source(model, weights, vae, seed, steps, guidance))
+    for warning in source.random_weights:
+        err_console.print(f"[bold yellow]WARNING: {warning}[/]", soft_wrap=True)
+    with progress_steps(f"inpaint {source.description['model']}", enabled=not as_json) as on_step:
+        result = inpaint_image(source.graphs, source.plan, source.image_size, picture, mask_picture, seed,
+                               noise_offset, on_step)
+    _write_atomically(out, result.save)
+    plan = source.plan
+    summary = {"output": str(out), "size": list(picture.size), "steps": plan.schedule.steps, "guidance": plan.guidance,
+               "seed": seed, **source.description, "seconds": round(time.perf_counter() - started, 2)}
     if as_json:
         _emit_json({"command": "inpaint", **summary})
     else:
-        typer.echo(f"wrote {out} ({picture.size[0]}x{picture.size[1]}, {source['model']} via {source['runner']}, "
+        typer.echo(f"wrote {out} ({picture.size[0]}x{picture.size[1]}, {summary['model']} via {summary['runner']}, "
                    f"{plan.schedule.steps} steps, {summary['seconds']} s)")
 
 
-def _warn_random(part: str, seed: int, flag: str) -> None:
-    err_console.print(f"[bold yellow]WARNING: {part} has RANDOM weights (seed {seed}); the output is noise, "
-                      f"not an inpainting. Pass {flag}.[/]", soft_wrap=True)
-
-
-def _torch_graphs(model, weights, vae, seed, steps, guidance):
-    from edge.graphs import build_graphs
-    from edge.models import get_preset, load_unet, load_vae, weights_identity
-    from edge.pipeline import TorchGraphs, sampling_plan
-    from edge.schedule import DEFAULT_GUIDANCE, DEFAULT_STEPS, ddim_schedule
-
-    preset = get_preset(model)
-    unet_id, vae_id = weights_identity(weights, seed), weights_identity(vae, seed)
-    if unet_id.is_random:
-        _warn_random("UNet", seed, "--weights")
-    if vae_id.is_random:
-        _warn_random("VAE", seed, "--vae")
-    graphs = build_graphs(preset, load_unet(preset, weights, seed), load_vae(preset, vae, seed))
-    plan = sampling_plan(preset.unet.time_features, ddim_schedule(steps or DEFAULT_STEPS),
-                         DEFAULT_GUIDANCE if guidance is None else guidance)
-    source = {"model": preset.name, "runner": "torch fp32", "unet_weights": unet_id.to_json(), "vae_weights": vae_id.to_json()}
-    return TorchGraphs(graphs), plan, preset.image_size, source
-
-
-def _bundle_graphs(path, steps, guidance):
-    from dataclasses import replace
-
-    from edge.bundle import BundleGraphs, check_hashes, read_bundle
-    from edge.targets import load_target
-
-    bundle = read_bundle(path)
-    if steps is not None:
-        raise EdgeError(f"{path}: a bundle fixes its schedule ({bundle.manifest['sampling']['steps']} steps); drop --steps")
-    profile = load_target(bundle.manifest["target"])
-    if not profile.runs_here:
-        raise EdgeError(f"{path}: {profile.name} bundles cannot run on this machine")
-    problems = check_hashes(bundle)
-    if problems:
-        raise EdgeError(f"{path}: {problems[0]} (run edge verify)")
-    if bundle.manifest["weights"]["random"]:
-        _warn_random("this bundle", bundle.manifest["weights"]["unet"]["seed"], "--weights to edge compile")
-    plan = bundle.sampling_plan()
-    if guidance is not None:
-        plan = replace(plan, guidance=guidance)
-    source = {"model": bundle.manifest["model"], "runner": f"{profile.name} {bundle.manifest['quant']} bundle",
-              "bundle": str(path)}
-    return BundleGraphs(bundle), plan, bundle.manifest["image_size"], source
-
-
 @app.command()
+@reports_errors
 def targets(as_json: Annotated[bool, typer.Option("--json")] = False):
     """List the compile targets and what each supports."""
     from edge.targets import list_targets
@@ -197,6 +164,7 @@ def targets(as_json: Annotated[bool, typer.Option("--json")] = False):
 
 
 @app.command("compile")
+@reports_errors
 def compile_command(
     target: Annotated[str, typer.Option(help="Target profile name (see `edge targets`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to create.")],
@@ -214,36 +182,34 @@ def compile_command(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Export, calibrate, quantize and lower the three graphs into a bundle for TARGET."""
-    from edge.compile import CompileRequest, compile_bundle
+    from edge.compile.stages import CompileRequest, compile_bundle
     from edge.progress import progress_steps
 
     say = _narrator(as_json)
     options = tuple((key, value) for key, value in (("ios", ios),) if value is not None)
     request = CompileRequest(model, target, quant, out, weights, vae, calib, seed, force, recipe, options, npu)
     started = time.perf_counter()
-    try:
-        with progress_steps(f"compile {target} {quant or 'default'}", enabled=not as_json) as on_step:
-            path = compile_bundle(request, say, on_step)
-    except EdgeError as err:
-        _fail(err, debug)
-    from edge.bundle import read_bundle
+    with progress_steps(f"compile {target} {quant or 'default'}", enabled=not as_json) as on_step:
+        path = compile_bundle(request, say, on_step)
+    from edge.bundle.bundle import open_bundle
 
-    manifest = read_bundle(path).manifest
-    summary = {"bundle": str(path), "target": manifest["target"], "quant": manifest["quant"], "model": manifest["model"],
-               "target_options": manifest["target_options"],
-               "random_weights": manifest["weights"]["random"], "seconds": round(time.perf_counter() - started, 1),
-               "graphs": {n: {"file": g["file"], "golden_sqnr_db": g["golden_sqnr_db"], **g["report"]}
-                          for n, g in manifest["graphs"].items()}}
+    manifest = open_bundle(path).manifest
+    summary = {"bundle": str(path), "target": manifest.target, "quant": manifest.quant, "model": manifest.model,
+               "target_options": manifest.target_options,
+               "random_weights": manifest.weights.random, "seconds": round(time.perf_counter() - started, 1),
+               "graphs": {n: {"file": g.file, "golden_sqnr_db": g.golden_sqnr_db, **g.report}
+                          for n, g in manifest.graphs.items()}}
     if as_json:
         _emit_json({"command": "compile", **summary})
     else:
         golden = {n: "not run here" if g["golden_sqnr_db"] is None else f"{g['golden_sqnr_db']} dB"
                   for n, g in summary["graphs"].items()}
-        typer.echo(f"wrote {path} ({manifest['target']} {manifest['quant']}, {summary['seconds']} s); golden SQNR vs fp32: "
+        typer.echo(f"wrote {path} ({manifest.target} {manifest.quant}, {summary['seconds']} s); golden SQNR vs fp32: "
                    + ", ".join(f"{n} {value}" for n, value in golden.items()))
 
 
 @app.command()
+@reports_errors
 def check(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (from edge compile).")],
     eval_dir: Annotated[Path | None, typer.Option("--eval", help="Image/mask pairs to evaluate on (default: the held-out split of calib_data/).")] = None,
@@ -258,25 +224,22 @@ def check(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Measure a bundle against the fp32 model and gate it: exit 0 when all gates pass, 1 when one fails, 2 on bad input."""
-    from edge.check import CheckRequest, plan_check, run_check
     from edge.progress import progress_steps
-    from edge.report import render_report
+    from edge.quality.check import CheckRequest, plan_check, run_check
+    from edge.quality.report import render_report
 
     say = _narrator(as_json)
     report = report or bundle.parent / f"{bundle.resolve().name}-report.html"
     request = CheckRequest(bundle, eval_dir, weights, vae, gates, tuple(gate or ()), lpips_weights)
-    try:
-        import torch
+    import torch
 
-        if threads:
-            torch.set_num_threads(threads)
-        _require_folder(report)
-        plan = plan_check(request)
-        with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
-            result = run_check(plan, say, on_step)
-        _write_text_atomically(report, render_report(result))
-    except EdgeError as err:
-        _fail(err, debug)
+    if threads:
+        torch.set_num_threads(threads)
+    _require_folder(report)
+    plan = plan_check(request)
+    with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
+        result = run_check(plan, say, on_step)
+    _write_text_atomically(report, render_report(result))
     payload = {"command": "check", "report": str(report), **result.to_json()}
     if as_json:
         _emit_json(payload)
@@ -306,6 +269,7 @@ def _print_gates(payload: dict) -> None:
 
 
 @app.command()
+@reports_errors
 def sensitivity(
     out: Annotated[Path, typer.Option("--out", "-o", help="Ranking JSON to write.")],
     recipe_out: Annotated[Path | None, typer.Option("--recipe", help="Recipe TOML to write (default: OUT with .recipe.toml).")] = None,
@@ -323,24 +287,21 @@ def sensitivity(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Rank the UNet's layer groups by how much quantizing them costs; write a mixed-precision recipe."""
+    from edge.compile.sensitivity import SensitivityRequest, run_sensitivity
     from edge.progress import progress_steps
-    from edge.sensitivity import SensitivityRequest, run_sensitivity
 
     recipe_out = recipe_out or out.with_suffix(".recipe.toml")
     say = _narrator(as_json)
     request = SensitivityRequest(model, target, quant, weights, vae, calib, seed, granularity, float_fraction,
                                  calibration_samples)
-    try:
-        for path in (out, recipe_out):
-            _require_folder(path)
-        with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
-            result, recipe = run_sensitivity(request, say, on_variant)
-        payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
-                   "granularity": granularity, **result.to_json(), "recipe": {"file": str(recipe_out), **recipe.to_json()}}
-        _write_text_atomically(out, json.dumps({"schema": SCHEMA, **payload}, indent=1) + "\n")
-        _write_text_atomically(recipe_out, recipe.to_toml())
-    except EdgeError as err:
-        _fail(err, debug)
+    for path in (out, recipe_out):
+        _require_folder(path)
+    with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
+        result, recipe = run_sensitivity(request, say, on_variant)
+    payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
+               "granularity": granularity, **result.to_json(), "recipe": {"file": str(recipe_out), **recipe.to_json()}}
+    _write_text_atomically(out, _result_json(payload))
+    _write_text_atomically(recipe_out, recipe.to_toml())
     if as_json:
         _emit_json(payload)
         return
@@ -353,38 +314,38 @@ def sensitivity(
 
 
 @app.command()
+@reports_errors
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Check a bundle's file hashes and re-run its golden self-check."""
-    from edge.bundle import read_bundle, verify_bundle
+    from edge.bundle.bundle import open_bundle
+    from edge.bundle.verify import verify_bundle
     from edge.targets import load_target
 
-    try:
-        loaded = read_bundle(bundle)
-        result = verify_bundle(loaded, load_target(loaded.manifest["target"]).runs_here)
-    except EdgeError as err:
-        _fail(err, debug)
+    loaded = open_bundle(bundle, check_hashes=False)  # verify lists every hash problem itself
+    result = verify_bundle(loaded, load_target(loaded.manifest.target).runs_here)
     if as_json:
-        _emit_json({"command": "verify", **result})
+        _emit_json({"command": "verify", **result.to_json()})
     else:
-        for problem in result["problems"]:
+        for problem in result.problems:
             typer.echo(f"FAIL {problem}")
-        for name, graph in result["graphs"].items():
+        for name, graph in result.graphs.items():
             status = "ok  " if graph["passed"] else "FAIL"
             if "max_abs_vs_golden" not in graph:  # structural check only (no runtime here)
                 typer.echo(f"{status} {name}: " + (graph["problem"] or f"parses, {graph['delegates']} delegate(s)"))
                 continue
             typer.echo(f"{status} {name}: max abs vs golden {graph['max_abs_vs_golden']:.2e}, "
                        f"SQNR vs fp32 {graph['sqnr_db_vs_fp32']} dB")
-        typer.echo(f"{'verified' if result['ok'] else 'FAILED'}: {bundle} (self-check {result['self_check']})")
-    if not result["ok"]:
+        typer.echo(f"{'verified' if result.ok else 'FAILED'}: {bundle} (self-check {result.self_check})")
+    if not result.ok:
         raise typer.Exit(1)
 
 
 @app.command()
+@reports_errors
 def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     """List the model presets."""
     from edge.models import get_preset, preset_names
@@ -409,6 +370,7 @@ app.add_typer(runner_app, name="runner")
 
 
 @app.command()
+@reports_errors
 def profile(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (from edge compile).")],
     device: Annotated[str, typer.Option(help="local, adb (the one attached device) or adb:SERIAL.")] = "local",
@@ -427,26 +389,23 @@ def profile(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Latency and memory of BUNDLE per graph and for a full inpaint, here or on an Android device."""
-    from edge.measure import Settings
-    from edge.profile import save_profile
+    from edge.device.measure import Settings
+    from edge.device.profile import save_profile
 
     say = _narrator(as_json)
     settings = Settings(runs, warmup, threads, cooldown)
     save_dir = save_dir or bundle / "profiles"
-    try:
-        if device == "local":
-            result = _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json)
-        elif device == "adb" or device.startswith("adb:"):
-            from edge.adb import RemoteRequest, profile_remote
+    if device == "local":
+        result = _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json)
+    elif device == "adb" or device.startswith("adb:"):
+        from edge.device.adb import RemoteRequest, profile_remote
 
-            request = RemoteRequest(bundle, device.partition(":")[2] or None, settings, timeout, clean, runner, ops,
-                                    etdump_folder=save_dir / "etdump")
-            result = profile_remote(request, say, lambda partial: save_profile(partial, save_dir))
-        else:
-            raise EdgeError(f"--device {device}: use local, adb or adb:SERIAL")
-        saved = save_profile(result, save_dir)
-    except EdgeError as err:
-        _fail(err, debug)
+        request = RemoteRequest(bundle, device.partition(":")[2] or None, settings, timeout, clean, runner, ops,
+                                etdump_folder=save_dir / "etdump")
+        result = profile_remote(request, say, lambda partial: save_profile(partial, save_dir))
+    else:
+        raise EdgeError(f"--device {device}: use local, adb or adb:SERIAL")
+    saved = save_profile(result, save_dir)
     if as_json:
         _emit_json({"command": "profile", "saved": str(saved), **result})
     else:
@@ -454,9 +413,9 @@ def profile(
 
 
 def _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json):
-    from edge.profile import LocalRequest, profile_local
+    from edge.device.native import built_runner
+    from edge.device.profile import LocalRequest, profile_local
     from edge.progress import progress_steps
-    from edge.runner import built_runner
 
     runner = built_runner()
     if native and runner is None:
@@ -502,17 +461,15 @@ def _print_profile(result: dict, saved) -> None:
 
 
 @app.command()
+@reports_errors
 def devices(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """List the Android devices adb sees, with model, SoC, Android version, ABI and big cores."""
-    from edge.adb import devices_table
+    from edge.device.adb import devices_table
 
-    try:
-        rows = devices_table()
-    except EdgeError as err:
-        _fail(err, debug)
+    rows = devices_table()
     if as_json:
         _emit_json({"command": "devices", "devices": rows})
         return
@@ -527,19 +484,17 @@ def devices(
 
 
 @runner_app.command("build")
+@reports_errors
 def runner_build(
     abi: Annotated[str, typer.Option(help="host (this machine, against the executorch wheel) or arm64-v8a (Android NDK).")] = "host",
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Build the native ExecuTorch runner with CMake (into the edge cache)."""
-    from edge.runner import build_runner
+    from edge.device.native import build_runner
 
     started = time.perf_counter()
-    try:
-        binary = build_runner(abi, _narrator(as_json))
-    except EdgeError as err:
-        _fail(err, debug)
+    binary = build_runner(abi, _narrator(as_json))
     summary = {"abi": abi, "runner": str(binary), "seconds": round(time.perf_counter() - started, 1)}
     if as_json:
         _emit_json({"command": "runner build", **summary})

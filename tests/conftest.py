@@ -1,18 +1,19 @@
-"""Shared fixtures: the facts in ../shared/moebius (parity and pipeline cases for moebius-tiny)."""
+"""Session fixtures: the Moebius facts (tests/fixtures/moebius), the tiny models, and every bundle compiled once.
+
+Helpers that tests call (rather than fixtures pytest injects) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MOEBIUS = Path(os.environ.get("EDGE_MOEBIUS_FACTS", REPO.parent / "shared" / "moebius"))
+from tests.helpers import CheckRun, facts_file, quant_modes, run_check_cli
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,15 +21,9 @@ def throwaway_cache(tmp_path_factory):
     """Calibration recordings of the test session go to a temporary cache, not the user's."""
     os.environ["EDGE_CACHE"] = str(tmp_path_factory.mktemp("edge-cache"))
 
+
 for noisy in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
     logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def facts_file(name: str) -> Path:
-    path = SHARED_MOEBIUS / name
-    if not path.is_file():
-        pytest.fail(f"missing fixture {path}: the Moebius facts folder must sit at ../shared/moebius")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -65,32 +60,55 @@ def tiny_vae(pipeline_file):
     return load_vae("moebius-tiny", pipeline_file)
 
 
-XNNPACK_MODES = ("fp32", "int8", "int8-dynamic")
+# fixtures whose tests compile bundles or run whole pipelines: marked slow (`make test-fast` skips them)
+SLOW_FIXTURES = {"compiled", "tiny_bundles", "tiny_checks", "tiny_int8_copy", "native_runner", "tflite_bundles",
+                 "tflite_checks", "coreml_bundles", "coreml_checks", "vulkan_bundle", "tiny_sensitivity"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+class CompiledBundles:
+    """compiled(target, quant, options=()) -> the moebius-tiny bundle, compiled by `edge compile --json` once per
+    session whoever asks first (the contract test and each backend's own tests share them); summary(...) is
+    that command's JSON result."""
+
+    def __init__(self, folder: Path, weights: Path, vae: Path):
+        self.folder, self.weights, self.vae = folder, weights, vae
+        self.summaries: dict[tuple, dict] = {}
+
+    def __call__(self, target: str, quant: str, options: tuple[tuple[str, str], ...] = ()) -> Path:
+        return Path(self.summary(target, quant, options)["bundle"])
+
+    def summary(self, target: str, quant: str, options: tuple[tuple[str, str], ...] = ()) -> dict:
+        from typer.testing import CliRunner
+
+        from edge.cli import app
+
+        key = (target, quant, options)
+        if key not in self.summaries:
+            out = self.folder / "-".join([target, quant, *(f"{k}{v}" for k, v in options)])
+            flags = [f"--{k}={v}" for k, v in options]
+            result = CliRunner().invoke(app, ["compile", "--target", target, "--quant", quant, "--model", "moebius-tiny",
+                                              "--weights", str(self.weights), "--vae", str(self.vae), "-o", str(out),
+                                              "--json", *flags])
+            assert result.exit_code == 0, result.output
+            self.summaries[key] = json.loads(result.stdout)
+        return self.summaries[key]
 
 
 @pytest.fixture(scope="session")
-def tiny_bundles(tmp_path_factory, parity_file, pipeline_file):
-    """moebius-tiny compiled once per session to every XNNPACK quant mode (lowering takes minutes)."""
-    from edge.compile import CompileRequest, compile_bundle
-
-    folder = tmp_path_factory.mktemp("bundles")
-    return {mode: compile_bundle(CompileRequest("moebius-tiny", "xnnpack", mode, folder / mode, parity_file, pipeline_file))
-            for mode in XNNPACK_MODES}
+def compiled(tmp_path_factory, parity_file, pipeline_file) -> CompiledBundles:
+    return CompiledBundles(tmp_path_factory.mktemp("bundles"), parity_file, pipeline_file)
 
 
-def inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case):
-    """The bundle's inpaint of the pipeline case (its own sampling plan), and the max abs difference of its
-    image in [0, 1] from the torch pipeline's with the same inputs and start noise."""
-    from edge.bundle import BundleGraphs
-    from edge.graphs import build_graphs
-    from edge.models import get_preset
-    from edge.pipeline import TorchGraphs, inpaint_tensors
-
-    plan = bundle.sampling_plan()
-    args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
-    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
-    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
-    return compiled, (compiled.image01 - reference.image01).abs().max().item()
+@pytest.fixture(scope="session")
+def tiny_bundles(compiled):
+    """moebius-tiny compiled to every XNNPACK quant mode."""
+    return {mode: compiled("xnnpack", mode) for mode in quant_modes("xnnpack")}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +124,7 @@ def tiny_int8_copy(tiny_bundles, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def native_runner() -> Path:
     """The native runner (android_demo/runner), built once per session into the throwaway EDGE_CACHE."""
-    from edge.runner import build_runner
+    from edge.device.native import build_runner
 
     return build_runner()
 
@@ -116,7 +134,7 @@ def lpips_folder(tmp_path_factory) -> Path:
     """Seeded random LPIPS weights in the layout of the published files (torchvision AlexNet + lpips alex.pth)."""
     import torch
 
-    from edge.lpips import ALEXNET_CONVS
+    from edge.quality.lpips import ALEXNET_CONVS
 
     folder = tmp_path_factory.mktemp("lpips")
     generator = torch.Generator().manual_seed(0)
@@ -128,23 +146,6 @@ def lpips_folder(tmp_path_factory) -> Path:
     torch.save(features, folder / "alexnet-owt-7be5be79.pth")
     torch.save(heads, folder / "alex.pth")
     return folder
-
-
-@dataclass
-class CheckRun:
-    exit_code: int
-    payload: dict
-    report: Path
-
-
-def run_check_cli(bundle: Path, report: Path, *extra: str) -> CheckRun:
-    from typer.testing import CliRunner
-
-    from edge.cli import app
-
-    result = CliRunner().invoke(app, ["check", str(bundle), "--report", str(report), "--json", *extra])
-    assert result.exit_code in (0, 1), result.output
-    return CheckRun(result.exit_code, json.loads(result.stdout), report)
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge.bundle import read_bundle
-from edge.check import evaluation_pairs
+from edge.bundle.bundle import open_bundle
 from edge.cli import app
 from edge.models import load_unet
-from tests.conftest import REPO, run_check_cli
+from edge.quality.check import evaluation_pairs
+from tests.helpers import REPO, run_check_cli
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")
@@ -113,7 +113,7 @@ def test_report_renders_in_headless_chromium(tiny_checks):
 
 
 def test_held_out_default_and_calibration_pairs_skipped(tiny_bundles):
-    bundle = read_bundle(tiny_bundles["int8"])
+    bundle = open_bundle(tiny_bundles["int8"])
     pairs, evaluation, notices = evaluation_pairs(None, bundle)
     assert [p.name for p in pairs] == ["rocket"] and not notices
     pairs, _, notices = evaluation_pairs(REPO / "calib_data", bundle)

@@ -10,8 +10,8 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from edge.cli import app
-from edge.pipeline import PASTE_BLUR_RADIUS
-from tests.conftest import REPO
+from edge.pipeline.loop import PASTE_BLUR_RADIUS
+from tests.helpers import REPO
 
 runner = CliRunner()
 

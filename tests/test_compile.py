@@ -11,18 +11,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from edge.bundle import read_bundle
+from edge.bundle.bundle import open_bundle
 from edge.cli import app
 from edge.targets import load_target
-from tests.conftest import REPO, XNNPACK_MODES, inpaint_against_torch
+from tests.helpers import REPO, inpaint_against_torch, manifest_json, quant_modes
 
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("mode", XNNPACK_MODES)
+@pytest.mark.parametrize("mode", quant_modes("xnnpack"))
 def test_bundle_manifest_describes_everything_an_app_needs(tiny_bundles, mode):
-    bundle = read_bundle(tiny_bundles[mode])
-    manifest = bundle.manifest
+    bundle = open_bundle(tiny_bundles[mode])
+    manifest = manifest_json(bundle.path)
     assert manifest["schema"] == 1 and manifest["target"] == "xnnpack" and manifest["quant"] == mode
     assert set(manifest["files"]) == {"encoder.pte", "unet.pte", "decoder.pte", "golden.safetensors", "time_features.f32"}
     assert manifest["sampling"]["scheduler"]["timesteps"] == list(range(900, -1, -50))
@@ -40,23 +40,20 @@ def test_bundle_manifest_describes_everything_an_app_needs(tiny_bundles, mode):
 
 @pytest.mark.parametrize("mode", ["fp32", "int8"])
 def test_each_graph_is_one_delegate_partition(tiny_bundles, mode):
-    for name, graph in read_bundle(tiny_bundles[mode]).manifest["graphs"].items():
+    for name, graph in manifest_json(tiny_bundles[mode])["graphs"].items():
         assert graph["report"]["partitions"] == 1, name
         # only layout copies at the graph boundary may stay outside the delegate
         assert all(op.startswith("dim_order_ops.") for op in graph["report"]["ops_outside_delegates"]), name
 
 
-@pytest.mark.parametrize("mode", XNNPACK_MODES)
-def test_bundle_matches_the_torch_pipeline(tiny_bundles, tiny_unet, tiny_vae, pipeline_case, mode):
-    bundle = read_bundle(tiny_bundles[mode])
-    compiled, error = inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case)
-    assert error <= load_target("xnnpack").tolerance[mode] == bundle.manifest["end_to_end_tolerance"]["max_abs_image01"]
-    if mode == "fp32":
-        assert torch.allclose(compiled.latents, pipeline_case["output.latents"], rtol=0, atol=1e-3 * 27.2)
+def test_fp32_bundle_reproduces_the_published_pipeline_case(tiny_bundles, tiny_unet, tiny_vae, pipeline_case):
+    # every mode's end-to-end bound is the contract test's (tests/test_contract.py); fp32 also meets the fixture
+    compiled, _ = inpaint_against_torch(open_bundle(tiny_bundles["fp32"]), tiny_unet, tiny_vae, pipeline_case)
+    assert torch.allclose(compiled.latents, pipeline_case["output.latents"], rtol=0, atol=1e-3 * 27.2)
 
 
 def test_quantized_unet_is_smaller(tiny_bundles):
-    sizes = {mode: (tiny_bundles[mode] / "unet.pte").stat().st_size for mode in XNNPACK_MODES}
+    sizes = {mode: (tiny_bundles[mode] / "unet.pte").stat().st_size for mode in quant_modes("xnnpack")}
     assert sizes["int8"] < 0.5 * sizes["fp32"]
     assert sizes["int8-dynamic"] < sizes["fp32"]
 
@@ -97,13 +94,10 @@ def test_targets_lists_xnnpack():
     assert load_target("xnnpack").default_quant == "int8"
 
 
-def test_compile_command_summarises_in_json(tmp_path, parity_file, pipeline_file):
-    out = tmp_path / "cli-bundle"
-    result = runner.invoke(app, ["compile", "--target", "xnnpack", "--quant", "fp32", "--model", "moebius-tiny",
-                                 "--weights", str(parity_file), "--vae", str(pipeline_file), "-o", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+def test_compile_command_summarises_in_json(compiled):
+    summary = compiled.summary("xnnpack", "fp32")  # the session's bundles are compiled by `edge compile --json`
+    out = compiled("xnnpack", "fp32")
     assert summary["schema"] == 1 and summary["bundle"] == str(out) and summary["random_weights"] is False
     assert {g: s["partitions"] for g, s in summary["graphs"].items()} == {"encoder": 1, "unet": 1, "decoder": 1}
     assert summary["graphs"]["unet"]["golden_sqnr_db"] > 60
-    assert (out / "manifest.json").is_file() and not list(tmp_path.glob(".cli-bundle.*"))
+    assert (out / "manifest.json").is_file() and not list(out.parent.glob(f".{out.name}.*"))

@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from edge.bundle import BundleWriter
+from edge.bundle.writer import BundleWriter
 from edge.cli import app
-from edge.compile import CompileRequest, compile_bundle
+from edge.compile.stages import CompileRequest, compile_bundle
 from edge.errors import EdgeError
 from edge.targets import load_target
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 runner = CliRunner()
 
@@ -93,9 +93,10 @@ def test_write_failure_becomes_one_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("body, expected", [
-    ('quant_modes = ["fp32"]\ndefault_quant = "fp32"\n[graphs]\nunet_batch = 1\n', "unet_batch 1 is not supported"),
-    ('quant_modes = ["fp32"]\ndefault_quant = "int8"\n', "default_quant and tolerance keys must be among quant_modes"),
-    ('quant_modes = "fp32"\n[[', "not a valid target profile"),
+    ('default_quant = "fp32"\n[graphs]\nunet_batch = 1\n', "unet_batch 1 is not supported"),
+    ('default_quant = "int4"\n', "unknown quant mode"),
+    ('default_quant = "fp32"\n[gates.int4]\nunet_sqnr_db = 1\n', "unknown quant mode"),
+    ('default_quant = "fp32"\n[[', "not a valid target profile"),
 ])
 def test_bad_target_profile_is_one_error(tmp_path, monkeypatch, body, expected):
     header = 'name = "odd"\nbackend = "xnnpack"\ndescription = "x"\nartifact = ".pte"\nruns_here = true\n'

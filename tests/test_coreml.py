@@ -3,18 +3,17 @@ edge's MIL interpreter, checked with `edge check`'s gates; the deployment-target
 
 from __future__ import annotations
 
-
 import pytest
 from typer.testing import CliRunner
 
-from edge.backends.coreml import NOT_ON_NEURAL_ENGINE
-from edge.bundle import read_bundle, verify_bundle
+from edge.backends.coreml.backend import NOT_ON_NEURAL_ENGINE
+from edge.backends.coreml.interpreter import load_package
+from edge.bundle.bundle import open_bundle
 from edge.cli import app
-from edge.coreml_interpreter import load_package
-from tests.conftest import run_check_cli
+from tests.helpers import manifest_json, quant_modes, run_check_cli
 
 # fp32 packages' parity with torch (>= 100 dB) is tests/test_coreml_interpreter.py's; these are the shipping modes
-COREML_MODES = ("fp16", "int8", "palette6", "palette4", "w8a8")
+COREML_MODES = tuple(mode for mode in quant_modes("coreml") if mode != "fp32")
 runner = CliRunner()
 
 
@@ -22,13 +21,8 @@ IOS18_MODES = ("palette4",)  # compiled with --ios 18 (per-grouped-channel palet
 
 
 @pytest.fixture(scope="session")
-def coreml_bundles(tmp_path_factory, parity_file, pipeline_file):
-    from edge.compile import CompileRequest, compile_bundle
-
-    folder = tmp_path_factory.mktemp("coreml")
-    return {mode: compile_bundle(CompileRequest("moebius-tiny", "coreml", mode, folder / mode, parity_file, pipeline_file,
-                                                options=(("ios", "18"),) if mode in IOS18_MODES else ()))
-            for mode in COREML_MODES}
+def coreml_bundles(compiled):
+    return {mode: compiled("coreml", mode, (("ios", "18"),) if mode in IOS18_MODES else ()) for mode in COREML_MODES}
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +33,7 @@ def coreml_checks(coreml_bundles, tmp_path_factory, lpips_folder):
 
 
 def unet_ops(bundle) -> dict[str, int]:
-    return read_bundle(bundle).manifest["graphs"]["unet"]["report"]["ops"]
+    return manifest_json(bundle)["graphs"]["unet"]["report"]["ops"]
 
 
 def mil_program(package):
@@ -54,8 +48,8 @@ def mil_program(package):
 
 @pytest.mark.parametrize("mode", COREML_MODES)
 def test_bundle_holds_three_packages_an_app_can_load(coreml_bundles, mode):
-    bundle = read_bundle(coreml_bundles[mode])
-    manifest = bundle.manifest
+    bundle = open_bundle(coreml_bundles[mode])
+    manifest = manifest_json(bundle.path)
     ios = "18" if mode in IOS18_MODES else "17"
     assert manifest["target"] == "coreml" and manifest["quant"] == mode
     assert manifest["target_options"] == ({"ios": "18"} if mode in IOS18_MODES else {})
@@ -70,31 +64,30 @@ def test_bundle_holds_three_packages_an_app_can_load(coreml_bundles, mode):
         assert list(package.input_names) == [spec["name"] for spec in graph["inputs"]]
         assert list(package.output_names) == [spec["name"] for spec in graph["outputs"]]
     assert manifest["graphs"]["unet"]["report"]["compute_units"] == "CPU_AND_NE"
-    assert verify_bundle(bundle, runs_here=True)["ok"]  # hashes + golden self-check in the interpreter
 
 
 def test_compression_shows_in_the_program_and_its_size(coreml_bundles):
-    sizes = {mode: read_bundle(path).manifest["graphs"]["unet"]["report"]["bytes"] for mode, path in coreml_bundles.items()}
+    sizes = {mode: manifest_json(path)["graphs"]["unet"]["report"]["bytes"] for mode, path in coreml_bundles.items()}
     assert sizes["fp16"] > 1.5 * sizes["int8"]  # tiny's small weights (< 2048 values) and the timestep path stay fp16/fp32
     assert sizes["int8"] > sizes["palette6"] > sizes["palette4"]
     assert unet_ops(coreml_bundles["int8"]).get("constexpr_affine_dequantize", 0) > 50  # iOS 17 form
     assert unet_ops(coreml_bundles["palette4"]).get("constexpr_lut_to_dense", 0) > 50
     w8a8 = unet_ops(coreml_bundles["w8a8"])
     assert w8a8.get("quantize", 0) > 50 and w8a8.get("dequantize", 0) > 50
-    assert read_bundle(coreml_bundles["w8a8"]).manifest["graphs"]["unet"]["report"]["calibration_samples"] == 8
+    assert manifest_json(coreml_bundles["w8a8"])["graphs"]["unet"]["report"]["calibration_samples"] == 8
 
 
 def test_timestep_path_stays_fp32_in_the_fp16_program(coreml_bundles):
     from coremltools.converters.mil.mil import types
 
-    operations = mil_program(read_bundle(coreml_bundles["fp16"]).graph_file("unet")).operations
+    operations = mil_program(open_bundle(coreml_bundles["fp16"]).graph_file("unet")).operations
     first = next(op for op in operations if any(getattr(v, "name", None) == "time_features" for v in op.inputs.values()))
     assert first.outputs[0].dtype == types.fp32 and first.op_type == "linear"
     assert any(op.outputs[0].dtype == types.fp16 for op in operations if op.op_type == "conv")
 
 
 def test_fp16_packages_are_close_to_torch_but_rounded(coreml_bundles):
-    for name, graph in read_bundle(coreml_bundles["fp16"]).manifest["graphs"].items():
+    for name, graph in manifest_json(coreml_bundles["fp16"])["graphs"].items():
         assert 40 <= graph["golden_sqnr_db"] < 100, name  # rounded to fp16 per op, not exact
 
 
@@ -109,7 +102,7 @@ def test_check_gates_every_mode_and_precision_orders_the_results(coreml_checks):
 
 def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(coreml_bundles):
     def palettes(mode):
-        operations = mil_program(read_bundle(coreml_bundles[mode]).graph_file("unet")).operations
+        operations = mil_program(open_bundle(coreml_bundles[mode]).graph_file("unet")).operations
         return [op.lut.val for op in operations if op.op_type == "constexpr_lut_to_dense"]
 
     ios17, ios18 = palettes("palette6"), palettes("palette4")

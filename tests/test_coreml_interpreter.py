@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from coremltools.converters.mil import Builder as mb
 from torch import nn
 
-from edge.coreml_interpreter import SUPPORTED_OPS, UnsupportedOpError, load_package
+from edge.backends.coreml.interpreter import SUPPORTED_OPS, UnsupportedOpError, load_package
+from edge.compile.graphs import build_graphs
 from edge.errors import EdgeError
-from edge.graphs import build_graphs
-from edge.metrics import max_abs, sqnr_db
 from edge.models import get_preset
+from edge.quality.metrics import max_abs, sqnr_db
 
 PARITY_GRAPHS = ("unet", "decoder")
 

@@ -7,7 +7,7 @@ import collections
 import pytest
 import torch
 
-from edge.graphs import UNetGraph, build_graphs, fold_batch_norms
+from edge.compile.graphs import UNetGraph, build_graphs, fold_batch_norms
 from edge.models import cfg_input_ids, get_preset, timestep_features
 
 # Recorded on moebius-tiny (the same graph as moebius-0.22b, only narrower), torch 2.13.0:

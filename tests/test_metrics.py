@@ -1,4 +1,4 @@
-"""Metric definitions (edge.metrics, edge.lpips) and gates (edge.gates) on constructed cases."""
+"""Metric definitions (edge.quality.metrics, edge.quality.lpips) and gates (edge.quality.gates) on constructed cases."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from edge.errors import EdgeError
-from edge.gates import evaluate_gates, resolve_gates
-from edge.lpips import crop_around, load_lpips
-from edge.metrics import cfg_ratio, psnr_db, sqnr_db, ssim
+from edge.quality.gates import evaluate_gates, resolve_gates
+from edge.quality.lpips import crop_around, load_lpips
+from edge.quality.metrics import cfg_ratio, psnr_db, sqnr_db, ssim
 
 
 def test_sqnr_and_psnr_follow_their_definitions():

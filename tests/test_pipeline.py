@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edge.graphs import build_graphs
+from edge.compile.graphs import build_graphs
 from edge.models import get_preset
-from edge.pipeline import TorchGraphs, inpaint_tensors, sampling_plan
-from edge.schedule import ddim_schedule, reference_scheduler
+from edge.pipeline.loop import TorchGraphs, inpaint_tensors, sampling_plan
+from edge.pipeline.schedule import ddim_schedule, reference_scheduler
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,12 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from edge.bundle import read_bundle
+from edge.bundle.bundle import open_bundle
 from edge.cli import app
+from edge.device.measure import Settings, summarize
+from edge.device.native import parse_runner_line, runner_arguments, write_inputs
 from edge.errors import EdgeError
-from edge.measure import Settings, summarize
-from edge.runner import parse_runner_line, runner_arguments, write_inputs
+from tests.helpers import manifest_json
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_summary_statistics():
 
 
 def test_local_profile_times_every_graph_and_the_inpaint(local_profile, tiny_int8_copy):
-    manifest = read_bundle(tiny_int8_copy).manifest
+    manifest = manifest_json(tiny_int8_copy)
     assert local_profile["device"]["kind"] == "local" and local_profile["settings"]["threads"] == 2
     for name, graph in local_profile["graphs"].items():
         assert graph["runs"] == 3 and len(graph["samples_ms"]) == 3
@@ -82,9 +83,9 @@ def test_profile_is_saved_outside_the_manifest_and_verify_still_passes(local_pro
 
 
 def test_runner_etdump_counts_the_same_ops_as_python(tiny_int8_copy, native_runner, local_profile, tmp_path):
-    from edge.etdump import op_breakdown
+    from edge.device.etdump import op_breakdown
 
-    loaded = read_bundle(tiny_int8_copy)
+    loaded = open_bundle(tiny_int8_copy)
     inputs = [(str(path), shape) for path, shape in write_inputs(loaded, "unet", tmp_path)]
     arguments = runner_arguments(str(loaded.graph_file("unet")), inputs, Settings(runs=2, warmup=1),
                                  etdump=str(tmp_path / "unet.etdp"))
@@ -100,7 +101,7 @@ def test_runner_etdump_counts_the_same_ops_as_python(tiny_int8_copy, native_runn
 
 
 def test_runner_reports_bad_input_as_one_error(tiny_int8_copy, native_runner, tmp_path):
-    loaded = read_bundle(tiny_int8_copy)
+    loaded = open_bundle(tiny_int8_copy)
     (path, shape), *_ = write_inputs(loaded, "unet", tmp_path)
     wrong = [(str(path), [shape[0] * 2, *shape[1:]])]
     done = subprocess.run([str(native_runner), *runner_arguments(str(loaded.graph_file("unet")), wrong, Settings(1, 1))],
@@ -134,7 +135,7 @@ def test_core_ml_results_are_marked_as_the_interpreter(tiny_int8_copy, tmp_path,
     """Any backend's `load` is profiled; a Core ML bundle's numbers are flagged as not a device speed."""
     import edge.backends
     from edge.backends.xnnpack import BACKEND
-    from edge.profile import LocalRequest, profile_local
+    from edge.device.profile import LocalRequest, profile_local
 
     copy = tmp_path / "as-coreml"
     shutil.copytree(tiny_int8_copy, copy, ignore=shutil.ignore_patterns("profiles"))

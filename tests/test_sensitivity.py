@@ -7,12 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from edge.bundle import read_bundle
 from edge.cli import app
-from edge.graphs import build_graphs
+from edge.compile.graphs import build_graphs
+from edge.compile.recipe import read_recipe
+from edge.compile.sensitivity import layer_groups
 from edge.models import get_preset, load_unet, load_vae
-from edge.recipe import read_recipe
-from edge.sensitivity import layer_groups
+from tests.helpers import manifest_json
 
 runner = CliRunner()
 GOOD_RECIPE = """model = "moebius-tiny"
@@ -60,7 +60,7 @@ def test_recipe_compiles_and_raises_the_unet_sqnr(tiny_sensitivity, tiny_bundles
     result = runner.invoke(app, ["compile", "--target", "xnnpack", "--model", "moebius-tiny", "--weights", str(parity_file),
                                  "--vae", str(pipeline_file), "--recipe", str(recipe_path), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    mixed, plain = read_bundle(out).manifest, read_bundle(tiny_bundles["int8"]).manifest
+    mixed, plain = manifest_json(out), manifest_json(tiny_bundles["int8"])
     assert mixed["quant"] == "int8" and mixed["graphs"]["unet"]["recipe"]["float_modules"] == list(recipe.modules_for("unet"))
     assert mixed["recipe"]["sha256"] and mixed["graphs"]["unet"]["report"]["partitions"] == 1
     assert mixed["graphs"]["unet"]["golden_sqnr_db"] > plain["graphs"]["unet"]["golden_sqnr_db"] + 1

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from edge.errors import EdgeError
 from edge.models import cfg_input_ids, load_unet
-from tests.conftest import facts_file
+from tests.helpers import facts_file
 
 TOP_LEVEL = ["conv_in", "time_embedding", "encoder_hid_proj", "down_blocks.0", "down_blocks.1", "down_blocks.2",
              "up_blocks.0", "up_blocks.1", "up_blocks.2", "conv_norm_out", "conv_out"]
@@ -75,7 +75,7 @@ def test_published_bin_and_folder_layouts_load(tmp_path, tiny_unet):
 
 def test_random_weights_are_seeded():
     a, b, c = load_unet("moebius-tiny", seed=1), load_unet("moebius-tiny", seed=1), load_unet("moebius-tiny", seed=2)
-    weight = lambda m: m.diff_model.conv_in.conv_pw.weight  # noqa: E731
+    weight = lambda m: m.diff_model.conv_in.conv_pw.weight
     assert torch.equal(weight(a), weight(b)) and not torch.equal(weight(a), weight(c))
 
 

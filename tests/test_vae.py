@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from edge.compile.graphs import DecoderGraph, EncoderGraph
 from edge.errors import EdgeError
-from edge.graphs import DecoderGraph, EncoderGraph
 from edge.models import load_vae
 
 

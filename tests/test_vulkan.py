@@ -11,25 +11,23 @@ import torch
 from typer.testing import CliRunner
 
 from edge.backends import get_backend
-from edge.bundle import read_bundle
 from edge.cli import app
-from edge.compile import CompileRequest, PreparedGraph, compile_bundle
+from edge.compile.graphs import TensorSpec
+from edge.compile.stages import PreparedGraph
 from edge.errors import EdgeError
-from edge.graphs import TensorSpec
 from edge.models.weights import file_sha256
-from tests.conftest import run_check_cli
+from tests.helpers import manifest_json, run_check_cli
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="session")
-def vulkan_bundle(tmp_path_factory, parity_file, pipeline_file):
-    out = tmp_path_factory.mktemp("vulkan") / "fp16"
-    return compile_bundle(CompileRequest("moebius-tiny", "vulkan", "fp16", out, parity_file, pipeline_file))
+def vulkan_bundle(compiled):
+    return compiled("vulkan", "fp16")
 
 
 def test_every_graph_is_one_vulkan_partition(vulkan_bundle):
-    manifest = read_bundle(vulkan_bundle).manifest
+    manifest = manifest_json(vulkan_bundle)
     assert manifest["backend"] == "vulkan" and manifest["quant"] == "fp16"
     for name, graph in manifest["graphs"].items():
         report = graph["report"]
@@ -61,7 +59,7 @@ def test_xnnpack_program_is_not_a_vulkan_program(tmp_path):
     graph = PreparedGraph("linear", linear, (torch.zeros(1, 8),), (TensorSpec("x", (1, 8)),), (TensorSpec("y", (1, 8)),))
     (tmp_path / "linear.pte").write_bytes(get_backend("xnnpack").lower(graph, "fp32", []).payload)
     report = get_backend("vulkan").inspect(tmp_path / "linear.pte")
-    assert not report["passed"] and "expected VulkanBackend only" in report["problem"]
+    assert not report.passed and "expected VulkanBackend only" in report.problem
 
 
 def test_check_measures_the_xnnpack_proxy_and_says_so(vulkan_bundle, tmp_path):
@@ -79,7 +77,7 @@ def test_bundle_cannot_run_here(vulkan_bundle):
         get_backend("vulkan").load(vulkan_bundle / "unet.pte")
     result = runner.invoke(app, ["inpaint", "in.png", "mask.png", "-o", "out.png", "--bundle", str(vulkan_bundle)])
     assert result.exit_code == 2
-    graphs = read_bundle(vulkan_bundle).manifest["graphs"]
+    graphs = manifest_json(vulkan_bundle)["graphs"]
     assert all(graph["golden_sqnr_db"] is None for graph in graphs.values())  # not run, so no parity claimed
 
 
@@ -97,8 +95,8 @@ def test_bad_input(tmp_path, args, expected):
 
 
 def test_batch_one_convolutions_keep_the_maths(tiny_unet):
-    from edge.graphs import UNetGraph
-    from edge.rewrites import REWRITES, BatchOneConv
+    from edge.compile.graphs import UNetGraph
+    from edge.compile.rewrites import REWRITES, BatchOneConv
 
     graph = UNetGraph(tiny_unet).eval()
     rewritten = REWRITES["batch-one-convolutions"](graph)

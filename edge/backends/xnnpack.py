@@ -19,16 +19,20 @@ mixed-precision recipe (`edge compile --recipe`) names more modules to keep fp32
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from edge.backends import LoweredGraph, Program
-from edge.errors import EdgeError
+from edge.backends.common import count_call_nodes, delegation_report, executorch_export, executorch_versions, strided
+from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.compile.graphs import PreparedGraph
 
-QUANT_MODES = ("fp32", "int8", "int8-dynamic")
+QUANT_MODES = {
+    "fp32": "everything float",
+    "int8": "static int8: int8 weights per channel and calibrated int8 activations of every conv and linear",
+    "int8-dynamic": "int8 weights per channel and run-time-quantized activations of every linear; convs float",
+}
 MAX_CALIBRATION_SAMPLES = 20  # evenly strided over the recordings, so every timestep stays represented
 ALWAYS_FLOAT_MODULES = ("denoiser.time_embedding",)  # never quantized
 
@@ -90,18 +94,7 @@ def _split_repeated_cat_inputs(program: torch.export.ExportedProgram) -> torch.e
     return program
 
 
-def _op_name(target) -> str:
-    text = str(target)  # "<EdgeOpOverload: aten.add.Tensor>: schema = ..."
-    return text.removeprefix("<EdgeOpOverload: ").split(">")[0]
-
-
-def _exported(graph) -> torch.export.ExportedProgram:
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
-
-    return constant_prop_pass(torch.export.export(graph.module, graph.example_inputs, strict=False))
-
-
-def _quantized(program: torch.export.ExportedProgram, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
+def _quantized(program: torch.export.ExportedProgram, quant: str, calibration: Calibration,
                float_modules: tuple[str, ...]) -> torch.fx.GraphModule:
     """PT2E: annotate, observe the calibration samples, convert. The result runs in torch (reference q/dq)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -113,50 +106,35 @@ def _quantized(program: torch.export.ExportedProgram, quant: str, calibration: S
     return convert_pt2e(observed)
 
 
-def _strided(calibration: Sequence[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
-    stride = max(1, -(-len(calibration) // MAX_CALIBRATION_SAMPLES))
-    return list(calibration)[::stride]
-
-
-def _check_quant(quant: str) -> None:
-    if quant not in QUANT_MODES:
-        raise EdgeError(f"xnnpack has no quant mode '{quant}': choose one of {', '.join(QUANT_MODES)}")
-
-
 class XnnpackBackend:
     name = "xnnpack"
+    quant_modes = QUANT_MODES
     options: dict[str, tuple[str, ...]] = {}  # no target options
 
-    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
-              float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
+    def lower(self, graph: PreparedGraph, quant: str, calibration: Calibration, float_modules: tuple[str, ...] = (),
+              options: Mapping[str, str] | None = None) -> LoweredGraph:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        _check_quant(quant)
         started = time.perf_counter()
-        program = _exported(graph)
-        calibration = _strided(calibration)
+        program = executorch_export(graph)
+        calibration = strided(calibration, MAX_CALIBRATION_SAMPLES)
         if quant != "fp32":
             program = torch.export.export(_quantized(program, quant, calibration, tuple(float_modules)),
                                           graph.example_inputs, strict=False)
         program = _split_repeated_cat_inputs(program)
-        exported_nodes = sum(1 for n in program.graph.nodes if n.op == "call_function")
+        exported_nodes = count_call_nodes(program)
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        lowered = edge.exported_program().graph_module.graph
-        outside = Counter(_op_name(n.target) for n in lowered.nodes if n.op == "call_function"
-                          and "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
+        report = delegation_report(edge)
         payload = edge.to_executorch().buffer
-        report = {"partitions": sum(1 for n in lowered.nodes if "executorch_call_delegate" in str(n.target)),
-                  "ops_outside_delegates": dict(outside), "exported_nodes": exported_nodes,
-                  "calibration_samples": len(calibration) if quant != "fp32" else 0,
-                  "seconds": round(time.perf_counter() - started, 1)}
+        report.update({"exported_nodes": exported_nodes, "calibration_samples": len(calibration) if quant != "fp32" else 0,
+                       "seconds": round(time.perf_counter() - started, 1)})
         return LoweredGraph(graph.name, payload, _float_ops(quant), report)
 
-    def simulator(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]):
+    def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):
         """float_modules -> the graph quantized as `lower` would, keeping those modules float, run in torch
         (reference quantize/dequantize kernels: XNNPACK's own differ by rounding). Exports once."""
-        _check_quant(quant)
-        program, calibration = _exported(graph), _strided(calibration)
+        program, calibration = executorch_export(graph), strided(calibration, MAX_CALIBRATION_SAMPLES)
         return lambda float_modules: _quantized(program, quant, calibration, tuple(float_modules))
 
     def load(self, path: Path) -> Program:
@@ -176,12 +154,12 @@ class XnnpackBackend:
         _unsafe_reset_threadpool(threads)
 
     def op_profile(self, path: Path, inputs: Sequence[torch.Tensor], runs: int) -> dict:
-        """Top ops by time (edge.etdump) over `runs` calls after one warm-up, from an ETDump of this process."""
+        """Top ops by time (edge.device.etdump) over `runs` calls after one warm-up, from an ETDump of this process."""
         import tempfile
 
         from executorch.runtime import Runtime
 
-        from edge.etdump import op_breakdown
+        from edge.device.etdump import op_breakdown
 
         program = Runtime.get().load_program(Path(path), enable_etdump=True, debug_buffer_size=0)
         method = program.load_method("forward")
@@ -195,9 +173,7 @@ class XnnpackBackend:
             return op_breakdown(Path(f"{folder}/runs.etdp"))
 
     def versions(self) -> dict[str, str]:
-        from importlib.metadata import version
-
-        return {"torch": torch.__version__, "executorch": version("executorch")}
+        return executorch_versions()
 
 
 BACKEND = XnnpackBackend()

@@ -293,7 +293,7 @@ class LambdaTransformerBlock(nn.Module):
         x = x + self.attn1(self.norm1(x), batch, height, width)
         x = x + self.attn2(self.norm2(x), context, batch, height, width)
         channels = x.shape[1]
-        as_image = lambda t: t.view(batch, height, width, channels).permute(0, 3, 1, 2)  # noqa: E731
+        as_image = lambda t: t.view(batch, height, width, channels).permute(0, 3, 1, 2)
         return as_image(x) + self.ff(as_image(self.norm3(x)))
 
 

@@ -1,5 +1,8 @@
 """The three graphs an app runs: VAE encoder, UNet, VAE decoder, as export-ready modules.
 
+  build_graphs(preset, unet, vae)          -> {name: GraphSpec}    (the fp32 modules, names, shapes)
+  prepare_graph(spec, rewrites, inputs)    -> PreparedGraph         (BatchNorms folded, a target's rewrites)
+
 Each graph module has only float inputs and outputs at static shapes, and everything an app would
 otherwise have to rebuild (the fixed classifier-free-guidance conditioning, the VAE scaling factor,
 the [-1, 1] -> [0, 1] mapping of the decoded image) is folded into it. The timestep enters the UNet as
@@ -16,7 +19,11 @@ from diffusers import AutoencoderKL
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from edge.compile.rewrites import REWRITES
+from edge.errors import EdgeError
 from edge.models import MoebiusUNet, Preset, cfg_input_ids
+
+GRAPH_NAMES = ("encoder", "unet", "decoder")  # the order an app runs them in, and the bundle lists them
 
 
 @dataclass(frozen=True)
@@ -126,3 +133,24 @@ def build_graphs(preset: Preset, unet: MoebiusUNet, vae: AutoencoderKL) -> dict[
                              (TensorSpec("latent", (1, channels, latent, latent)),),
                              (TensorSpec("image", (1, 3, size, size)),)),
     }
+
+
+@dataclass(frozen=True)
+class PreparedGraph:
+    """A graph as a backend lowers it: BatchNorms folded, the target's rewrites applied, example inputs."""
+
+    name: str
+    module: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def prepare_graph(spec: GraphSpec, rewrites: tuple[str, ...], example_inputs: tuple[torch.Tensor, ...]) -> PreparedGraph:
+    unknown = [r for r in rewrites if r not in REWRITES]
+    if unknown:
+        raise EdgeError(f"unknown rewrite {', '.join(unknown)}: known are {', '.join(REWRITES)}")
+    module = fold_batch_norms(spec.module)
+    for rewrite in rewrites:
+        module = REWRITES[rewrite](module)
+    return PreparedGraph(spec.name, module.eval(), example_inputs, spec.inputs, spec.outputs)

@@ -11,8 +11,8 @@ import math
 import numpy as np
 from PIL import Image
 
-from edge.check import CheckResult
-from edge.gates import METRICS
+from edge.quality.check import CheckResult
+from edge.quality.gates import METRICS
 
 DIFF_GAIN = 8  # the heat map shows |bundle - fp32| x 8, so an error of 1/8 of full scale is saturated
 REPORT_SIDE = 384  # pictures are shown at most this many pixels on their longest side
@@ -117,7 +117,7 @@ def render_report(result: CheckResult) -> str:
     manifest = result.bundle.manifest
     verdict = "PASS" if result.passed else "FAIL"
     esc = html.escape
-    sections = [f"<h1>edge check: {esc(manifest['model'])} for {esc(manifest['target'])} {esc(manifest['quant'])} "
+    sections = [f"<h1>edge check: {esc(manifest.model)} for {esc(manifest.target)} {esc(manifest.quant)} "
                 f"<span class='{verdict.lower()}'>{verdict}</span></h1>",
                 f"<p>bundle <code>{esc(str(result.bundle.path))}</code>; eval pairs "
                 f"{esc(', '.join(result.evaluation['pairs']))} from <code>{esc(result.evaluation['folder'])}</code></p>"]
@@ -143,22 +143,19 @@ def render_report(result: CheckResult) -> str:
     sections.append(f"<h2>Eval pairs (same start noise; difference x{DIFF_GAIN})</h2>")
     for pair in result.pairs:
         figures = [("input", pair.picture), ("mask", pair.mask), ("fp32 torch", pair.reference),
-                   (f"{manifest['target']} {manifest['quant']}", pair.result),
+                   (f"{manifest.target} {manifest.quant}", pair.result),
                    (f"|difference| x{DIFF_GAIN}", heat_map(pair.reference, pair.result))]
         metrics = ", ".join(f"{k} {_number(v)}" for k, v in pair.metrics.items())
         sections.append(f"<h3>{esc(pair.name)}</h3><p>{esc(metrics)}</p><div class='pair'>" + "".join(
             f"<figure><img alt='{esc(pair.name)} {esc(caption)}' src='{data_uri(picture)}'><figcaption>{esc(caption)}</figcaption></figure>"
             for caption, picture in figures) + "</div>")
     sections.append("<h2>Manifest</h2>" + _table(["", ""], [
-        ["weights", esc("; ".join(f"{part}: " + (f"random seed {w['seed']}" if w["sha256"] is None else
-                                                  f"{w['source']} (sha256 {w['sha256'][:12]})")
-                                  for part, w in manifest["weights"].items() if part != "random"))],
-        ["calibration", esc(f"{', '.join(manifest['calibration']['pairs'])} (held out: {', '.join(manifest['calibration'].get('held_out', []))})")],
-        ["tools", esc(", ".join(f"{k} {v}" for k, v in manifest["tools"].items()))],
-        *[[f"graph {esc(name)}", esc(f"{g['file']}: {g['report'].get('partitions')} partition(s); float: "
-                                     f"{', '.join(g['recipe']['float_ops'])}"
-                                     + (f"; float modules: {', '.join(g['recipe'].get('float_modules', []))}"
-                                        if g["recipe"].get("float_modules") else ""))]
-          for name, g in manifest["graphs"].items()]]))
+        ["weights", esc(f"unet: {manifest.weights.unet.describe()}; vae: {manifest.weights.vae.describe()}")],
+        ["calibration", esc(f"{', '.join(manifest.calibration.pairs)} (held out: {', '.join(manifest.calibration.held_out)})")],
+        ["tools", esc(", ".join(f"{k} {v}" for k, v in manifest.tools.items()))],
+        *[[f"graph {esc(name)}", esc(f"{g.file}: {g.report.get('partitions')} partition(s); float: "
+                                     f"{', '.join(g.recipe.float_ops)}"
+                                     + (f"; float modules: {', '.join(g.recipe.float_modules)}" if g.recipe.float_modules else ""))]
+          for name, g in manifest.graphs.items()]]))
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>edge check {verdict}</title>"
             f"<style>{CSS}</style></head><body>{''.join(sections)}</body></html>\n")

@@ -107,7 +107,7 @@ class PlainAttentionProcessor:
         query, key, value = attn.to_q(tokens), attn.to_k(tokens), attn.to_v(tokens)  # (B, N, h*d)
         heads, n = attn.heads, height * width
         head_dim = query.shape[-1] // heads
-        split = lambda t: t.view(batch, n, heads, head_dim).transpose(1, 2).reshape(batch * heads, n, head_dim)  # noqa: E731
+        split = lambda t: t.view(batch, n, heads, head_dim).transpose(1, 2).reshape(batch * heads, n, head_dim)
         scores = torch.bmm(split(query) * attn.scale, split(key).transpose(1, 2)).softmax(dim=-1)  # (B*h, N, N)
         mixed = torch.bmm(scores, split(value)).view(batch, heads, n, head_dim).transpose(1, 2)  # (B, N, h, d)
         out = attn.to_out[0](mixed.reshape(batch, n, heads * head_dim))

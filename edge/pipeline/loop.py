@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -16,16 +16,18 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from edge.errors import EdgeError
-from edge.graphs import GraphSpec
 from edge.models.unet import timestep_features
-from edge.schedule import DDIMSchedule
+from edge.pipeline.schedule import DDIMSchedule
+
+if TYPE_CHECKING:
+    from edge.compile.graphs import GraphSpec
 
 PASTE_BLUR_RADIUS = 3  # Gaussian blur of the mask used to blend the result into the original
 NOISE_OFFSET = 0.0357  # published inference adds noise_offset * randn(B, 4, 1, 1) to the start noise
 
 
 class InpaintGraphs(Protocol):
-    """The three graphs, in the calling convention of `edge.graphs` (and of an app)."""
+    """The three graphs, in the calling convention of `edge.compile.graphs` (and of an app)."""
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, S, S) in [-1, 1] -> (1, 4, s, s) scaled latent."""

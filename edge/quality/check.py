@@ -2,14 +2,15 @@
 
 Stages:
   plan_check(request)                           -> CheckPlan: every input validated before any work
-    read_bundle, check_hashes                   (damaged bundles stop here)
+    open_bundle                                 (damaged bundles stop here)
     reference weights                           (the checkpoints the bundle was built from, by sha256)
-    resolve_gates, load_lpips                   (edge.gates, edge.lpips)
+    resolve_gates, load_lpips                   (edge.quality.gates, edge.quality.lpips)
     evaluation_pairs(eval_dir, bundle)          held-out image/mask pairs, never calibrated on
   run_check(plan):
+  prepare(models, plan, [], eval pairs)         -> the fp32 pipeline's recordings (edge.compile.prepare)
   compare_graphs(reference, bundle, recordings) -> per graph (and per UNet timestep) SQNR, max abs, CFG ratio
   compare_pipelines(reference, bundle, pairs)   -> per pair: both pipelines' pictures, PSNR / SSIM / LPIPS
-  evaluate_gates(gates, metrics)                -> pass / fail per gate (edge.gates)
+  evaluate_gates(gates, metrics)                -> pass / fail per gate (edge.quality.gates)
 
 Graph errors are measured on the fp32 pipeline's recorded inputs (each graph in isolation); the
 end-to-end comparison runs both whole pipelines from the same start noise (seed = pair index).
@@ -28,14 +29,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from edge.bundle import GRAPH_NAMES, Bundle, BundleGraphs, check_hashes, read_bundle
-from edge.calibration import DEFAULT_CALIB_DIR, ImagePair, find_pairs, split_pairs
+from edge.backends import get_backend
+from edge.backends.contract import HasNumericsProxy, NumericsProxy
+from edge.bundle.bundle import Bundle, open_bundle
+from edge.bundle.runner import BundleGraphs
+from edge.compile.calibration import DEFAULT_CALIB_DIR, ImagePair, find_pairs, split_pairs
+from edge.compile.graphs import GRAPH_NAMES, prepare_graph
+from edge.compile.prepare import load_models, prepare
 from edge.errors import EdgeError
-from edge.gates import GateResult, Threshold, evaluate_gates, resolve_gates
-from edge.lpips import LPIPS, crop_around, load_lpips
-from edge.metrics import cfg_ratio, max_abs_over, psnr_db, sqnr_db_over, ssim
-from edge.models import weights_identity
-from edge.pipeline import CallableGraphs, SamplingPlan, inpaint_image, paste_weight, to_tensor
+from edge.models import WeightsIdentity, weights_identity
+from edge.pipeline.loop import CallableGraphs, SamplingPlan, TorchGraphs, inpaint_image, paste_weight, to_tensor
+from edge.quality.gates import GateResult, Threshold, evaluate_gates, resolve_gates
+from edge.quality.lpips import LPIPS, crop_around, load_lpips
+from edge.quality.metrics import cfg_ratio, max_abs_over, psnr_db, sqnr_db_over, ssim
+from edge.targets import load_target
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class CheckResult:
     graphs: dict[str, dict]  # per graph: sqnr_db, max_abs, samples
     unet_steps: list[dict]  # per sampling step: timestep, sqnr_db, max_abs, cfg_ratio
     pairs: list[PairOutcome]
-    metrics: dict[str, float | list[float] | None]  # the gateable numbers (edge.gates.METRICS)
+    metrics: dict[str, float | list[float] | None]  # the gateable numbers (edge.quality.gates.METRICS)
     gates: list[GateResult]
     notices: list[str] = field(default_factory=list)
 
@@ -76,8 +83,8 @@ class CheckResult:
 
     def to_json(self) -> dict:
         manifest = self.bundle.manifest
-        return json_safe({"bundle": str(self.bundle.path), "target": manifest["target"], "quant": manifest["quant"],
-                          "model": manifest["model"], "random_weights": manifest["weights"]["random"],
+        return json_safe({"bundle": str(self.bundle.path), "target": manifest.target, "quant": manifest.quant,
+                          "model": manifest.model, "random_weights": manifest.weights.random,
                           "passed": self.passed, "gates": [g.to_json() for g in self.gates], "metrics": self.metrics,
                           "graphs": self.graphs, "unet_steps": self.unet_steps, "evaluation": self.evaluation,
                           "pairs": [{"name": p.name, **p.metrics} for p in self.pairs], "notices": self.notices})
@@ -94,22 +101,20 @@ def json_safe(value):
     return value
 
 
-def _reference_weights(identity: dict, given: Path | None, flag: str, bundle: Path) -> Path | None:
+def _reference_weights(identity: WeightsIdentity, given: Path | None, flag: str, bundle: Path) -> Path | None:
     """The checkpoint the bundle was built from, checked by hash; None for random weights."""
-    if identity["sha256"] is None:
+    if identity.is_random:
         if given is not None:
-            raise EdgeError(f"{bundle}: built from random weights (seed {identity['seed']}); drop {flag}")
+            raise EdgeError(f"{bundle}: built from random weights (seed {identity.seed}); drop {flag}")
         return None
-    path = Path(given or identity["source"])
+    path = Path(given or identity.source)
     if not path.exists():
-        raise EdgeError(f"{bundle}: built from {identity['source']}, which is not here: pass {flag} with that checkpoint")
+        raise EdgeError(f"{bundle}: built from {identity.source}, which is not here: pass {flag} with that checkpoint")
     actual = weights_identity(path).sha256
-    if actual != identity["sha256"]:
+    if actual != identity.sha256:
         raise EdgeError(f"{path}: sha256 {actual[:12]} is not the weights this bundle was built from "
-                        f"({identity['sha256'][:12]})")
+                        f"({identity.sha256[:12]})")
     return path
-
-
 
 
 def evaluation_pairs(eval_dir: Path | None, bundle: Bundle) -> tuple[list[ImagePair], dict, list[str]]:
@@ -118,9 +123,9 @@ def evaluation_pairs(eval_dir: Path | None, bundle: Bundle) -> tuple[list[ImageP
         folder, pairs = DEFAULT_CALIB_DIR, split_pairs(find_pairs(DEFAULT_CALIB_DIR))[1]
     else:
         folder, pairs = Path(eval_dir), find_pairs(eval_dir)
-    calibration = bundle.manifest["calibration"]
-    same_folder = Path(calibration["folder"]).resolve() == folder.resolve()
-    calibrated = [p.name for p in pairs if same_folder and p.name in calibration["pairs"]]
+    calibration = bundle.manifest.calibration
+    same_folder = Path(calibration.folder).resolve() == folder.resolve()
+    calibrated = [p.name for p in pairs if same_folder and p.name in calibration.pairs]
     notices = [f"skipped {', '.join(calibrated)}: the bundle was calibrated on them"] if calibrated else []
     pairs = [p for p in pairs if p.name not in calibrated]
     if not pairs:
@@ -202,10 +207,8 @@ def summary_metrics(graphs: dict, unet_steps: list[dict], pairs: list[PairOutcom
 
 
 def resolve_check_gates(request: CheckRequest, bundle: Bundle) -> dict[str, Threshold]:
-    from edge.targets import load_target
-
-    profile = load_target(bundle.manifest["target"])
-    quant = bundle.manifest["quant"]
+    profile = load_target(bundle.manifest.target)
+    quant = bundle.manifest.quant
     return resolve_gates(profile.gates.get(quant, {}), f"{profile.source} [gates.{quant}]", request.gates_file,
                          request.gate_overrides)
 
@@ -221,91 +224,76 @@ class CheckPlan:
     pairs: list[ImagePair]
     evaluation: dict
     notices: list[str]
-    proxy: dict | None = None  # numerics measured on another backend's lowering (edge.backends: numerics_proxy)
+    proxy: NumericsProxy | None = None  # numerics measured on another backend's lowering (HasNumericsProxy)
 
 
 def plan_check(request: CheckRequest) -> CheckPlan:
     """Read and validate every input; EdgeError (exit 2) on the first problem."""
-    from edge.targets import load_target
-
-    bundle = read_bundle(request.bundle)
-    problems = check_hashes(bundle)
-    if problems:
-        raise EdgeError(f"{request.bundle}: {problems[0]} (run edge verify)")
-    profile = load_target(bundle.manifest["target"])
+    bundle = open_bundle(request.bundle)
+    profile = load_target(bundle.manifest.target)
     proxy = None if profile.runs_here else numerics_proxy(bundle)
     gates = resolve_check_gates(request, bundle)
     lpips = load_lpips(request.lpips_weights) if request.lpips_weights else None
     pairs, evaluation, notices = evaluation_pairs(request.eval_dir, bundle)
     if proxy:
-        evaluation["numerics_proxy"] = proxy
+        evaluation["numerics_proxy"] = proxy.to_json()
         notices.insert(0, f"NUMERICS PROXY: {profile.name} bundles cannot run here; measured on the same graphs "
-                          f"lowered for {proxy['backend']} {proxy['quant']} ({proxy['why']})")
+                          f"lowered for {proxy.backend} {proxy.quant} ({proxy.why})")
     if lpips is None:
         notices.append("LPIPS skipped: no --lpips-weights given (nothing is downloaded)")
-    emulator = bundle.manifest["tools"].get("runs_here_with")
+    emulator = bundle.manifest.tools.get("runs_here_with")
     if emulator:
         notices.append(f"{profile.name} runs here in {emulator}: its numerics, emulated; the device's own arithmetic "
                        "can differ (e.g. fp16 accumulation)")
-    weights = bundle.manifest["weights"]
-    if weights["random"]:
+    weights = bundle.manifest.weights
+    if weights.random:
         notices.append("the bundle has RANDOM weights: numbers measure the compiler, not image quality")
-    unet_path = _reference_weights(weights["unet"], request.weights, "--weights", bundle.path)
-    vae_path = _reference_weights(weights["vae"], request.vae, "--vae", bundle.path)
-    seeds = [part["seed"] for part in (weights["unet"], weights["vae"]) if part["seed"] is not None]
+    unet_path = _reference_weights(weights.unet, request.weights, "--weights", bundle.path)
+    vae_path = _reference_weights(weights.vae, request.vae, "--vae", bundle.path)
+    seeds = [part.seed for part in (weights.unet, weights.vae) if part.seed is not None]
     return CheckPlan(bundle, unet_path, vae_path, seeds[0] if seeds else 0, gates, lpips, pairs, evaluation, notices,
                      proxy)
 
 
-def numerics_proxy(bundle: Bundle) -> dict:
+def numerics_proxy(bundle: Bundle) -> NumericsProxy:
     """For a target with no runtime here: the backend its bundles are measured on instead (the target's backend
     names it, with a quant mode and why), else EdgeError."""
-    from edge.backends import get_backend
-
-    proxy = getattr(get_backend(bundle.manifest["backend"]), "numerics_proxy", None)
-    if proxy is None:
-        raise EdgeError(f"{bundle.path}: {bundle.manifest['target']} bundles cannot run on this machine")
-    return proxy
+    backend = get_backend(bundle.manifest.backend)
+    if not isinstance(backend, HasNumericsProxy):
+        raise EdgeError(f"{bundle.path}: {bundle.manifest.target} bundles cannot run on this machine")
+    return backend.numerics_proxy
 
 
 @contextlib.contextmanager
-def proxy_graphs(bundle: Bundle, graphs: dict, proxy: dict, recordings: dict):
+def proxy_graphs(bundle: Bundle, graphs: dict, proxy: NumericsProxy, recordings: dict):
     """The bundle's graphs prepared as it records (same rewrites), lowered by the proxy backend in its float
     quant mode (no calibration) and loaded. recordings give each graph's example inputs."""
-    from edge.backends import get_backend
-    from edge.compile import prepare_graph
-
-    backend = get_backend(proxy["backend"])
+    backend = get_backend(proxy.backend)
     with tempfile.TemporaryDirectory(prefix="edge-proxy-") as folder:
         programs = []
         for name in GRAPH_NAMES:
-            entry = bundle.manifest["graphs"][name]
-            prepared = prepare_graph(graphs[name], tuple(entry["recipe"]["rewrites"]), recordings[name][0])
+            rewrites = tuple(bundle.manifest.graphs[name].recipe.rewrites)
+            prepared = prepare_graph(graphs[name], rewrites, recordings[name][0])
             path = Path(folder) / f"{name}.proxy"
-            path.write_bytes(backend.lower(prepared, proxy["quant"], ()).payload)
+            path.write_bytes(backend.lower(prepared, proxy.quant, ()).payload)
             programs.append(backend.load(path))
         yield CallableGraphs(*programs)
 
 
 def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
               on_step: Callable[[int, int], None] = lambda done, total: None) -> CheckResult:
-    from edge.compile import calibration_recordings, load_models
-    from edge.graphs import build_graphs
-    from edge.pipeline import TorchGraphs
-
     bundle, pairs = check.bundle, check.pairs
-    models = load_models(bundle.manifest["model"], check.unet_weights, check.vae_weights, check.seed)
-    plan = bundle.sampling_plan()
-    graphs = build_graphs(models.preset, models.unet, models.vae)
+    models = load_models(bundle.manifest.model, check.unet_weights, check.vae_weights, check.seed)
     say(f"recording the fp32 pipeline on {len(pairs)} held-out pair(s)")
-    recordings, _ = calibration_recordings(models, graphs, plan, pairs, "held-out")
+    prepared = prepare(models, bundle.sampling_plan(), [], pairs)
+    graphs, recordings = prepared.graphs, prepared.held_out
     with contextlib.ExitStack() as stack:
         if check.proxy:
-            say(f"lowering the graphs for {check.proxy['backend']} {check.proxy['quant']} (numerics proxy)")
+            say(f"lowering the graphs for {check.proxy.backend} {check.proxy.quant} (numerics proxy)")
             candidate = stack.enter_context(proxy_graphs(bundle, graphs, check.proxy, recordings))
         else:
             candidate = BundleGraphs(bundle)
-        return _measure(check, plan, TorchGraphs(graphs), candidate, recordings, say, on_step)
+        return _measure(check, prepared.plan, TorchGraphs(graphs), candidate, recordings, say, on_step)
 
 
 def _measure(check: CheckPlan, plan: SamplingPlan, reference: CallableGraphs, candidate: CallableGraphs,
@@ -322,7 +310,7 @@ def _measure(check: CheckPlan, plan: SamplingPlan, reference: CallableGraphs, ca
     say("comparing each graph on recorded inputs")
     graph_metrics, unet_steps = compare_graphs(reference, candidate, recordings, plan, advance)
     say("running both pipelines end to end")
-    outcomes = compare_pipelines(reference, candidate, plan, bundle.manifest["image_size"], pairs, check.lpips, advance)
+    outcomes = compare_pipelines(reference, candidate, plan, bundle.manifest.image_size, pairs, check.lpips, advance)
     metrics = summary_metrics(graph_metrics, unet_steps, outcomes)
     return CheckResult(bundle, check.evaluation, graph_metrics, unet_steps, outcomes, metrics,
                        evaluate_gates(check.gates, metrics), check.notices)

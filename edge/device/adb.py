@@ -17,14 +17,15 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.bundle import GRAPH_NAMES, Bundle
+from edge.bundle.bundle import Bundle, open_bundle
+from edge.compile.graphs import GRAPH_NAMES
+from edge.device.measure import Settings, cool_down, unstable
+from edge.device.native import BINARY, built_runner, parse_runner_line, runner_arguments, write_inputs
 from edge.errors import EdgeError
-from edge.measure import Settings, cool_down, unstable
 from edge.models.weights import file_sha256
-from edge.runner import BINARY, built_runner, parse_runner_line, runner_arguments, write_inputs
 
 REMOTE_ROOT = "/data/local/tmp/edge"
 RC_MARKER = "__EDGE_RC="
@@ -225,20 +226,19 @@ def profile_remote(request: RemoteRequest, say: Callable[[str], None] = lambda l
                    on_partial: Callable[[dict], Path] | None = None) -> dict:
     """Profile a bundle's graphs on a device with the native runner. On a failure mid-way, `on_partial`
     gets what was measured so far (complete: false) and the error names where it went."""
-    from edge.profile import load_checked_bundle
-
-    bundle = load_checked_bundle(request.bundle)
-    if bundle.manifest["backend"] != "xnnpack":
-        raise EdgeError(f"{request.bundle}: adb profiling runs ExecuTorch bundles; this one is {bundle.manifest['backend']}")
+    bundle = open_bundle(request.bundle)
+    if bundle.manifest.backend != "xnnpack":
+        raise EdgeError(f"{request.bundle}: adb profiling runs ExecuTorch bundles; this one is {bundle.manifest.backend}")
     settings = request.settings
     device = Device(pick_device(request.serial))
     info = describe(device)
     cores = big_cores(info["cpus"])
     threads = settings.threads or len(cores) or None
-    result = {"bundle": str(bundle.path), "model": bundle.manifest["model"], "target": bundle.manifest["target"],
-              "backend": bundle.manifest["backend"], "quant": bundle.manifest["quant"], "device": info,
+    manifest = bundle.manifest
+    result = {"bundle": str(bundle.path), "model": manifest.model, "target": manifest.target,
+              "backend": manifest.backend, "quant": manifest.quant, "device": info,
               "runtime": "edge_runner (native ExecuTorch)", "settings": {**settings.to_json(), "threads": threads},
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "pinned_cores": cores,
+              "started": datetime.now(UTC).isoformat(timespec="seconds"), "pinned_cores": cores,
               "graphs": {}, "warnings": [], "complete": False}
     try:
         _run_on_device(device, bundle, request, info, cores, Settings(settings.runs, settings.warmup, threads,
@@ -304,8 +304,8 @@ def _run_runner(device: Device, command: str, what: str, timeout_s: float) -> di
 
 
 def _device_ops(device, bundle, request, folder, binary, pin, inputs, settings, say) -> dict:
-    """One extra runner call per graph with --etdump; the dumps pulled and ranked (edge.etdump)."""
-    from edge.etdump import op_breakdown
+    """One extra runner call per graph with --etdump; the dumps pulled and ranked (edge.device.etdump)."""
+    from edge.device.etdump import op_breakdown
 
     keep = request.etdump_folder or Path(tempfile.mkdtemp(prefix="edge-etdump-"))
     keep.mkdir(parents=True, exist_ok=True)

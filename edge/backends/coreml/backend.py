@@ -32,16 +32,25 @@ import resource
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edge.backends import LoweredGraph, Program
+from edge.backends.common import count_call_nodes, strided
+from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.compile.graphs import PreparedGraph
 from edge.errors import EdgeError
 
-QUANT_MODES = ("fp32", "fp16", "int8", "palette6", "palette4", "w8a8")
+QUANT_MODES = {
+    "fp16": "fp16 weights and activations (the Neural Engine's precision)",
+    "fp32": "fp32 everything: the interpreter's reference, not for the Neural Engine",
+    "int8": "int8 weights per output channel, fp16 activations",
+    "palette6": "6-bit k-means weight palettes, fp16 activations",
+    "palette4": "4-bit k-means weight palettes, fp16 activations",
+    "w8a8": "int8 weights and calibrated int8 activations at conv, linear and matmul inputs",
+}
 OPTIONS = {"ios": ("17", "18")}  # --ios: minimum deployment target
 DEFAULT_IOS = "17"
 TIME_INPUT = "time_features"
@@ -57,7 +66,7 @@ NOT_ON_NEURAL_ENGINE = frozenset({"gather", "gather_nd", "gather_along_axis", "s
                                   "while_loop", "cond", "range_1d"})
 
 
-def _exported(graph) -> torch.export.ExportedProgram:
+def _exported(graph: PreparedGraph) -> torch.export.ExportedProgram:
     return torch.export.export(graph.module, graph.example_inputs, strict=False).run_decompositions({})
 
 
@@ -74,7 +83,7 @@ def _time_only(op, memo: dict[str, bool]) -> bool:
     return result
 
 
-def _converted(program: torch.export.ExportedProgram, graph, fp16: bool, ios: str):
+def _converted(program: torch.export.ExportedProgram, graph: PreparedGraph, fp16: bool, ios: str):
     import coremltools as ct
 
     precision = ct.precision.FLOAT32
@@ -115,7 +124,7 @@ def _palettized(model, bits: int, ios: str):
 def _activation_ranges(model, samples: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
     """{tensor name: {"rmin", "rmax"}} over every non-constant float tensor of the program, by running it in
     edge's interpreter: what coremltools' own calibration collects by running Core ML."""
-    from edge.coreml_interpreter import load_package
+    from edge.backends.coreml.interpreter import load_package
 
     ranges: dict[str, dict[str, float]] = {}
 
@@ -140,8 +149,8 @@ def _activations_quantized(model, samples: list[dict[str, np.ndarray]]):
     """coremltools' linear_quantize_activations with the calibration statistics from the interpreter."""
     import coremltools.optimize.coreml as cto
     from coremltools.converters.mil.frontend.milproto import load as milproto_to_pymil
-    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
     from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
     from coremltools.models.utils import _apply_graph_pass
     from coremltools.optimize.coreml.experimental._post_training_quantization import (
         _adjust_concat_surrounding_activation_stats,
@@ -172,11 +181,6 @@ def _histogram(model) -> dict[str, int]:
     return dict(Counter(op.op_type for op in operations).most_common())
 
 
-def _strided(calibration: Sequence[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
-    stride = max(1, -(-len(calibration) // MAX_CALIBRATION_SAMPLES))
-    return list(calibration)[::stride]
-
-
 def _float_ops(quant: str) -> list[str]:
     if quant == "fp32":
         return ["all"]
@@ -186,26 +190,21 @@ def _float_ops(quant: str) -> list[str]:
     return [*islands, "all other activations (fp16)"]
 
 
-def _check_quant(quant: str) -> None:
-    if quant not in QUANT_MODES:
-        raise EdgeError(f"coreml has no quant mode '{quant}': choose one of {', '.join(QUANT_MODES)}")
-
-
 class CoremlBackend:
     name = "coreml"
+    quant_modes = QUANT_MODES
     options = OPTIONS
 
-    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
-              float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
-        _check_quant(quant)
+    def lower(self, graph: PreparedGraph, quant: str, calibration: Calibration, float_modules: tuple[str, ...] = (),
+              options: Mapping[str, str] | None = None) -> LoweredGraph:
         ios = (options or {}).get("ios", DEFAULT_IOS)
         if float_modules:
             raise EdgeError("coreml: mixed-precision recipes are not supported yet (they name XNNPACK modules)")
         started = time.perf_counter()
         program = _exported(graph)
-        exported_nodes = sum(1 for n in program.graph.nodes if n.op == "call_function")
+        exported_nodes = count_call_nodes(program)
         samples = [{spec.name: t.numpy() for spec, t in zip(graph.inputs, sample)}
-                   for sample in _strided(calibration)] if quant == "w8a8" else []
+                   for sample in strided(calibration, MAX_CALIBRATION_SAMPLES)] if quant == "w8a8" else []
         with contextlib.redirect_stderr(io.StringIO()):  # coremltools' per-pass tqdm bars; edge shows its own progress
             model = _converted(program, graph, fp16=quant != "fp32", ios=ios)
             converted_histogram = _histogram(model)
@@ -227,14 +226,14 @@ class CoremlBackend:
         return LoweredGraph(graph.name, package, _float_ops(quant), report)
 
     def load(self, path: Path) -> Program:
-        from edge.coreml_interpreter import load_package
+        from edge.backends.coreml.interpreter import load_package
 
         return load_package(Path(path))
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
 
-        return {"torch": torch.__version__, "coremltools": version("coremltools"), "runs_here_with": "edge.coreml_interpreter"}
+        return {"torch": torch.__version__, "coremltools": version("coremltools"), "runs_here_with": "edge.backends.coreml.interpreter"}
 
 
 def _rank5_count(model) -> int:

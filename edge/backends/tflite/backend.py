@@ -35,17 +35,23 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from edge.backends import LoweredGraph, Program
-from edge.backends.litert_npu import NpuTarget, compile_for_npu, npu_target
-from edge.calibration import cache_dir
-from edge.errors import EdgeError
+from edge.backends.common import strided
+from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.backends.tflite.npu import NpuTarget, compile_for_npu, npu_target
+from edge.cache import cache_dir
+from edge.compile.graphs import PreparedGraph, TensorSpec
 
-QUANT_MODES = ("fp32", "fp16", "int8-weight", "int8-dynamic", "int8")
+QUANT_MODES = {
+    "fp32": "the converted flatbuffer as is",
+    "fp16": "conv / fully-connected weights stored fp16; compute fp32",
+    "int8-weight": "int8 weights per channel, dequantized at load; compute fp32",
+    "int8-dynamic": "int8 weights per channel, activations quantized at run time",
+    "int8": "static int8: int8 weights per channel and calibrated int8 activations of every conv and FC",
+}
 MAX_CALIBRATION_SAMPLES = 20  # evenly strided over the recordings, so every timestep stays represented
 ALWAYS_FLOAT_MODULES = ("denoiser.time_embedding",)  # never quantized (the timestep MLP)
 # kept float in static int8: conv_in's input mixes the noisy latent, the mask and the masked-image latent in one
@@ -62,16 +68,6 @@ QUANTIZER_CHUNK_BYTES = 32 * 1024 * 1024
 def signature_input_names(count: int) -> list[str]:
     """litert-torch names positional inputs args_0, args_1, ... in the serving signature."""
     return [f"args_{i}" for i in range(count)]
-
-
-def _check_quant(quant: str) -> None:
-    if quant not in QUANT_MODES:
-        raise EdgeError(f"tflite has no quant mode '{quant}': choose one of {', '.join(QUANT_MODES)}")
-
-
-def _strided(calibration: Sequence[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
-    stride = max(1, -(-len(calibration) // MAX_CALIBRATION_SAMPLES))
-    return list(calibration)[::stride]
 
 
 # --- stage 1: fp32 conversion, cached -------------------------------------------------------------
@@ -180,7 +176,7 @@ def module_scope_regex(root: torch.nn.Module, path: str) -> str:
 
     litert-torch names each tensor by its module stack, one "<class path>_<attribute>" per module with
     containers (ModuleList) left out and their items named by index, e.g. denoiser.down_blocks.0.resnets.1 ->
-    "edge.graphs.UNetGraph/edge.models.unet.LambdaUNet_denoiser/edge.models.unet.DownBlock_0/
+    "edge.compile.graphs.UNetGraph/edge.models.unet.LambdaUNet_denoiser/edge.models.unet.DownBlock_0/
     edge.models.unet.ResnetBlock_1"; fused ops join several such names with ";". A container path stands
     for each of its items."""
     module, parts = root, [re.escape(_class_path(root))]
@@ -319,15 +315,15 @@ def xnnpack_partitions(payload: bytes) -> int:
 
 class TfliteBackend:
     name = "tflite"
+    quant_modes = QUANT_MODES
     options: dict[str, tuple[str, ...]] = {}  # no target options (--npu is a stage of its own: npu_target / for_npu)
 
-    def lower(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]],
-              float_modules: tuple[str, ...] = (), options: Mapping[str, str] | None = None) -> LoweredGraph:
-        _check_quant(quant)
+    def lower(self, graph: PreparedGraph, quant: str, calibration: Calibration, float_modules: tuple[str, ...] = (),
+              options: Mapping[str, str] | None = None) -> LoweredGraph:
         started = time.perf_counter()
         fp32, cached = fp32_flatbuffer(graph)
         converted = time.perf_counter()
-        calibration = _strided(calibration) if quant == "int8" else []
+        calibration = strided(calibration, MAX_CALIBRATION_SAMPLES) if quant == "int8" else []
         ranges = activation_ranges(fp32, calibration) if calibration else None
         kept_float = kept_float_modules(graph.module, quant, float_modules)
         payload = quantized_flatbuffer(fp32, quant, ranges, float_scopes(graph.module, kept_float))
@@ -339,19 +335,19 @@ class TfliteBackend:
                   "seconds": round(time.perf_counter() - started, 1)}
         return LoweredGraph(graph.name, payload, float_islands(payload, quant, kept_float), report)
 
-    def simulator(self, graph, quant: str, calibration: Sequence[tuple[torch.Tensor, ...]]):
+    def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):
         """float_modules -> the graph quantized as `lower` would, keeping those modules float, run in LiteRT here
         (the real quantizer and kernels, not a simulation). Converts and calibrates once."""
-        _check_quant(quant)
         fp32, _ = fp32_flatbuffer(graph)
-        ranges = activation_ranges(fp32, _strided(calibration)) if quant == "int8" else None
+        ranges = activation_ranges(fp32, strided(calibration, MAX_CALIBRATION_SAMPLES)) if quant == "int8" else None
         return lambda float_modules: _program(quantized_flatbuffer(
             fp32, quant, ranges, float_scopes(graph.module, kept_float_modules(graph.module, quant, float_modules))))
 
     def npu_target(self, soc: str) -> NpuTarget:
         """The vendor target for SOC, checked before any work by compiling a one-op model with its plugin."""
         npu = npu_target(soc)
-        one_op = SimpleNamespace(module=torch.nn.ReLU(), example_inputs=(torch.zeros(1, 8),))
+        spec = (TensorSpec("x", (1, 8)),)
+        one_op = PreparedGraph("relu", torch.nn.ReLU(), (torch.zeros(1, 8),), spec, spec)
         compile_for_npu(convert_fp32(one_op), npu)
         return npu
 

@@ -2,7 +2,7 @@
 
 The runner is a small C++ program against an installed ExecuTorch: the pip wheel here (its CMake
 package ships headers and shared libraries), an ExecuTorch build for Android when cross-compiling.
-It prints one JSON line of timings (edge.measure summarizes them the same way as Python's); the
+It prints one JSON line of timings (edge.device.measure summarizes them the same way as Python's); the
 bundle's golden inputs go to it as raw float32 files named with their shapes.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import Bundle, golden_case
-from edge.calibration import cache_dir
+from edge.bundle.bundle import Bundle
+from edge.cache import cache_dir
+from edge.device.measure import Settings, cool_down, summarize
 from edge.errors import EdgeError
-from edge.measure import Settings, cool_down, summarize
 
-SOURCE = Path(__file__).resolve().parents[1] / "android_demo" / "runner"
+SOURCE = Path(__file__).resolve().parents[2] / "android_demo" / "runner"
 BINARY = "edge_runner"
 HOST = "host"
 ANDROID_ABIS = ("arm64-v8a",)
@@ -92,7 +92,7 @@ def build_runner(abi: str = HOST, say: Callable[[str], None] = lambda line: None
 
 def write_inputs(bundle: Bundle, graph: str, folder: Path) -> list[tuple[Path, list[int]]]:
     """The graph's golden inputs as raw float32 files in `folder`: [(file, shape)]."""
-    inputs, _, _ = golden_case(bundle, graph)
+    inputs, _, _ = bundle.golden_case(graph)
     files = []
     for index, tensor in enumerate(inputs):
         path = folder / f"{graph}.input.{index}.f32"
@@ -117,7 +117,7 @@ def runner_arguments(model: str, inputs: list[tuple[str, list[int]]], settings: 
 
 
 def parse_runner_line(stdout: str, what: str) -> dict:
-    """The runner's JSON line -> a graph record (edge.measure summary, load and first call, peak RSS)."""
+    """The runner's JSON line -> a graph record (edge.device.measure summary, load and first call, peak RSS)."""
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise EdgeError(f"{what}: the runner printed no result line")
@@ -133,7 +133,7 @@ def parse_runner_line(stdout: str, what: str) -> dict:
 
 
 def max_abs_vs_golden(bundle: Bundle, graph: str, output_file: Path) -> float:
-    _, expected, _ = golden_case(bundle, graph)
+    _, expected, _ = bundle.golden_case(graph)
     output = np.fromfile(output_file, dtype="<f4")
     if output.size != expected.numel():
         raise EdgeError(f"{output_file}: {output.size} values, the golden output has {expected.numel()}")

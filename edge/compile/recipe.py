@@ -13,7 +13,7 @@ A recipe is a small TOML file, written by `edge sensitivity` or by hand, read by
     [expected]            # informational: what the sensitivity run measured
     unet_sqnr_db = 14.1
 
-Module names are dotted paths inside the graph module (`edge.graphs`): the UNet graph's denoiser is
+Module names are dotted paths inside the graph module (`edge.compile.graphs`): the UNet graph's denoiser is
 the checkpoint's `diff_model`.
 """
 
@@ -24,9 +24,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.compile.graphs import GRAPH_NAMES
 from edge.errors import EdgeError
-
-GRAPH_NAMES = ("encoder", "unet", "decoder")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Every graph runs on its golden inputs through the bundle's backend (`get_backend
 bundle kind whose runtime exists here works): load time, first call, warm-up, timed runs, peak RSS;
 then the full inpaint (2 encodes, one CFG UNet call per sampling step, 1 decode) on the golden image
 with a centred square mask. A backend with an `op_profile` method adds the top ops of each graph;
-the native runner (edge.runner), when given, times the same programs outside Python in the same run.
+the native runner (edge.device.native), when given, times the same programs outside Python in the same run.
 """
 
 from __future__ import annotations
@@ -15,18 +15,21 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from edge.bundle import GRAPH_NAMES, Bundle, check_hashes, golden_case, read_bundle
+from edge.backends import get_backend
+from edge.backends.contract import ProfilesOps, SetsThreads
+from edge.bundle.bundle import Bundle, open_bundle
+from edge.compile.graphs import GRAPH_NAMES
+from edge.device.measure import PeakRss, Settings, cool_down, summarize, time_calls, unstable
 from edge.errors import EdgeError
-from edge.measure import PeakRss, Settings, cool_down, summarize, time_calls, unstable
-from edge.pipeline import CallableGraphs, inpaint_tensors, start_noise
+from edge.pipeline.loop import CallableGraphs, inpaint_tensors, start_noise
 
 PROFILES_FOLDER = "profiles"  # inside the bundle; not in the manifest's file list, so edge verify ignores it
-INTERPRETED = {"coreml": "Core ML run by edge's MIL interpreter (edge.coreml_interpreter) on this host: not a device speed"}
+INTERPRETED = {"coreml": "Core ML run by edge's MIL interpreter (edge.backends.coreml.interpreter) on this host: not a device speed"}
 
 
 @dataclass
@@ -52,19 +55,11 @@ def host_description() -> dict:
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
-def load_checked_bundle(path: Path) -> Bundle:
-    bundle = read_bundle(path)
-    problems = check_hashes(bundle)
-    if problems:
-        raise EdgeError(f"{path}: {problems[0]} (run edge verify)")
-    return bundle
-
-
 def _apply_threads(backend, threads: int | None, warnings: list[str]) -> None:
     if threads is None:
         return
     torch.set_num_threads(threads)
-    if hasattr(backend, "set_threads"):
+    if isinstance(backend, SetsThreads):
         backend.set_threads(threads)
     else:
         warnings.append(f"the {type(backend).__name__} runtime takes no thread count: --threads {threads} "
@@ -73,7 +68,7 @@ def _apply_threads(backend, threads: int | None, warnings: list[str]) -> None:
 
 def profile_graph(backend, bundle: Bundle, name: str, settings: Settings) -> dict:
     """Load, first call, warm-up and timed runs of one graph on its golden inputs; peak RSS over all of it."""
-    inputs, _, _ = golden_case(bundle, name)
+    inputs, _, _ = bundle.golden_case(name)
     rss = PeakRss()
     rss.reset()
     before_mb = rss.current_mb()
@@ -83,7 +78,7 @@ def profile_graph(backend, bundle: Bundle, name: str, settings: Settings) -> dic
     with torch.no_grad():
         first_ms, summary = time_calls(lambda: program(*inputs), settings)
     peak_mb = rss.peak_mb()
-    return {"file": bundle.manifest["graphs"][name]["file"], "load_ms": round(load_ms, 3),
+    return {"file": bundle.manifest.graphs[name].file, "load_ms": round(load_ms, 3),
             "first_run_ms": round(first_ms, 3), **summary, "rss_before_mb": before_mb, "peak_rss_mb": peak_mb,
             "input_shapes": [list(t.shape) for t in inputs]}
 
@@ -119,9 +114,9 @@ def profile_inpaint(backend, bundle: Bundle, runs: int, on_step=None) -> dict:
     is not needed: the graphs were warmed by the per-graph profile), with each graph's share."""
     plan = bundle.sampling_plan()
     programs = [backend.load(bundle.graph_file(name)) for name in GRAPH_NAMES]
-    (image,), _, _ = golden_case(bundle, "encoder")
+    (image,), _, _ = bundle.golden_case("encoder")
     mask = centred_mask(image)
-    latent_side = bundle.manifest["latent_size"]
+    latent_side = bundle.manifest.latent_size
     noise = start_noise((1, 4, latent_side, latent_side), seed=0)
     rss = PeakRss()
     rss.reset()
@@ -141,20 +136,18 @@ def profile_inpaint(backend, bundle: Bundle, runs: int, on_step=None) -> dict:
 def profile_local(request: LocalRequest, say: Callable[[str], None] = lambda line: None,
                   on_step=None) -> dict:
     """The whole local profile as one JSON-able dict (see README "Profiling")."""
-    from edge.backends import get_backend
-
-    bundle = load_checked_bundle(request.bundle)
+    bundle = open_bundle(request.bundle)
     manifest, settings = bundle.manifest, request.settings
-    backend = get_backend(manifest["backend"])
+    backend = get_backend(manifest.backend)
     warnings: list[str] = []
     _apply_threads(backend, settings.threads, warnings)
-    result = {"bundle": str(bundle.path), "model": manifest["model"], "target": manifest["target"],
-              "backend": manifest["backend"], "quant": manifest["quant"], "device": host_description(),
-              "runtime": f"{manifest['backend']} (Python)", "settings": settings.to_json(),
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "graphs": {}}
-    if manifest["backend"] in INTERPRETED:
-        result["interpreted"] = INTERPRETED[manifest["backend"]]
-        warnings.append(INTERPRETED[manifest["backend"]])
+    result = {"bundle": str(bundle.path), "model": manifest.model, "target": manifest.target,
+              "backend": manifest.backend, "quant": manifest.quant, "device": host_description(),
+              "runtime": f"{manifest.backend} (Python)", "settings": settings.to_json(),
+              "started": datetime.now(UTC).isoformat(timespec="seconds"), "graphs": {}}
+    if manifest.backend in INTERPRETED:
+        result["interpreted"] = INTERPRETED[manifest.backend]
+        warnings.append(INTERPRETED[manifest.backend])
     for index, name in enumerate(request.graphs):
         if index:
             cool_down(settings)
@@ -166,14 +159,14 @@ def profile_local(request: LocalRequest, say: Callable[[str], None] = lambda lin
         cool_down(settings)
         say(f"full inpaint ({request.inpaint_runs} run(s))")
         result["inpaint"] = profile_inpaint(backend, bundle, request.inpaint_runs, on_step)
-    if request.ops and hasattr(backend, "op_profile"):
+    if request.ops and isinstance(backend, ProfilesOps):
         result["ops"] = {}
         for name in request.graphs:
             say(f"{name}: per-op profile")
-            inputs, _, _ = golden_case(bundle, name)
+            inputs, _, _ = bundle.golden_case(name)
             result["ops"][name] = backend.op_profile(bundle.graph_file(name), inputs, runs=max(1, min(settings.runs, 3)))
     if request.native_runner is not None:
-        from edge.runner import profile_native
+        from edge.device.native import profile_native
 
         cool_down(settings)
         say("native runner: the same graphs outside Python")
@@ -187,7 +180,7 @@ def profile_local(request: LocalRequest, say: Callable[[str], None] = lambda lin
 
 def save_profile(result: dict, folder: Path) -> Path:
     """Write the result as <folder>/<UTC timestamp>-<device>.json (folder default: BUNDLE/profiles)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     device = result["device"].get("serial", result["device"]["kind"])
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,8 @@
 
 The UNet graph is cut into layer groups (`layer_groups`): conv_in, conv_out and, at granularity
 "layer", every ResNet, transformer and resampling block of the down and up paths (at "block", each
-of those lists as one group). With the target's own quantizer run in torch (the backend's
-`simulator`), for each group:
+of those lists as one group). With the target's own quantizer run in torch (a backend that
+`Simulates`), for each group:
 
   only     quantize this group alone, everything else float: the SQNR it costs by itself;
   without  quantize everything but this group: the SQNR gained by keeping it float (gain_db, against
@@ -25,13 +25,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge.backends import get_backend
-from edge.calibration import DEFAULT_CALIB_DIR, find_pairs, split_pairs
-from edge.compile import calibration_recordings, default_sampling_plan, load_models, prepare_graph
+from edge.backends.contract import Simulates
+from edge.compile.calibration import DEFAULT_CALIB_DIR, find_pairs, split_pairs
+from edge.compile.graphs import prepare_graph
+from edge.compile.prepare import default_sampling_plan, load_models, prepare
+from edge.compile.recipe import Recipe
 from edge.errors import EdgeError
-from edge.graphs import build_graphs
-from edge.metrics import sqnr_db_over
-from edge.recipe import Recipe
+from edge.quality.metrics import sqnr_db_over
 from edge.targets import load_target
 
 GRANULARITIES = ("layer", "block")
@@ -188,19 +188,16 @@ def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = la
         raise EdgeError("sensitivity needs a quantized mode: fp32 has nothing to rank")
     if not 0 <= request.float_fraction <= 1:
         raise EdgeError(f"--float-fraction {request.float_fraction} must be within 0..1")
-    backend = get_backend(profile.backend)
-    if not hasattr(backend, "simulator"):
-        raise EdgeError(f"target {profile.name}: its backend cannot run its quantizer in torch, so no sensitivity")
+    backend = profile.backend
+    if not isinstance(backend, Simulates):
+        raise EdgeError(f"target {profile.name}: its backend cannot run its quantizer here, so no sensitivity")
     calib_pairs, eval_pairs = split_pairs(find_pairs(request.calib or DEFAULT_CALIB_DIR))
     models = load_models(request.model, request.weights, request.vae, request.seed)
-    graphs = build_graphs(models.preset, models.unet, models.vae)
-    plan = default_sampling_plan(models.preset)
-    calibration, _ = calibration_recordings(models, graphs, plan, calib_pairs, "calibration")
-    held_out, _ = calibration_recordings(models, graphs, plan, eval_pairs, "held-out")
-    samples = evaluation_samples(held_out["unet"], plan.schedule.steps)
-    unet = prepare_graph(graphs["unet"], profile.rewrites, samples[0])
-    stride = max(1, len(calibration["unet"]) // request.calibration_samples)
-    calibration_set = calibration["unet"][::stride][: request.calibration_samples]
+    prepared = prepare(models, default_sampling_plan(models.preset), calib_pairs, eval_pairs)
+    samples = evaluation_samples(prepared.held_out["unet"], prepared.plan.schedule.steps)
+    unet = prepare_graph(prepared.graphs["unet"], profile.rewrites, samples[0])
+    stride = max(1, len(prepared.calibration["unet"]) // request.calibration_samples)
+    calibration_set = prepared.calibration["unet"][::stride][: request.calibration_samples]
     with torch.no_grad():
         references = [unet.module(*sample) for sample in samples]
     sqnr_with_float = QuantizedSqnr(backend.simulator(unet, quant, calibration_set), samples, references)

@@ -21,20 +21,23 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from edge.cache import cache_dir
+from edge.compile.graphs import GRAPH_NAMES
 from edge.errors import EdgeError
-from edge.masks import random_mask
-from edge.pipeline import (InpaintGraphs, SamplingPlan, inpaint_tensors, model_inputs, open_picture, prepare_pair,
-                           start_noise)
+from edge.pipeline.loop import (
+    InpaintGraphs,
+    SamplingPlan,
+    inpaint_tensors,
+    model_inputs,
+    open_picture,
+    prepare_pair,
+    start_noise,
+)
+from edge.pipeline.masks import random_mask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-DEFAULT_CALIB_DIR = Path(__file__).resolve().parents[1] / "calib_data"
+DEFAULT_CALIB_DIR = Path(__file__).resolve().parents[2] / "calib_data"
 HELD_OUT_EVERY = 4  # every 4th pair (sorted by name) is held out for evaluation, never calibrated on
-GRAPHS = ("encoder", "unet", "decoder")
-
-
-def cache_dir() -> Path:
-    """$EDGE_CACHE, else ~/.cache/edge."""
-    return Path(os.environ.get("EDGE_CACHE", Path.home() / ".cache" / "edge"))
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class RecordingGraphs:
 
     def __init__(self, graphs: InpaintGraphs):
         self.graphs = graphs
-        self.inputs: dict[str, list[tuple[torch.Tensor, ...]]] = {name: [] for name in GRAPHS}
+        self.inputs: dict[str, list[tuple[torch.Tensor, ...]]] = {name: [] for name in GRAPH_NAMES}
 
     def encode(self, image):
         self.inputs["encoder"].append((image,))
@@ -136,7 +139,7 @@ def _flatten(recordings: dict) -> dict[str, torch.Tensor]:
 
 
 def _unflatten(flat: dict[str, torch.Tensor]) -> dict[str, list[tuple[torch.Tensor, ...]]]:
-    grouped: dict[str, dict[int, dict[int, torch.Tensor]]] = {name: {} for name in GRAPHS}
+    grouped: dict[str, dict[int, dict[int, torch.Tensor]]] = {name: {} for name in GRAPH_NAMES}
     for key, tensor in flat.items():
         graph, i, j = key.split(".")
         grouped[graph].setdefault(int(i), {})[int(j)] = tensor

@@ -1,0 +1,71 @@
+"""Opening a bundle: manifest.json read and validated (edge.bundle.manifest), every listed file's hash
+checked, and what the loop needs from it (the sampling plan, the golden cases)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from edge.bundle.manifest import MANIFEST, Manifest
+from edge.errors import EdgeError
+from edge.models.weights import file_sha256
+from edge.pipeline.loop import SamplingPlan
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: Manifest
+
+    def graph_file(self, name: str) -> Path:
+        return self.path / self.manifest.graphs[name].file
+
+    def sampling_plan(self) -> SamplingPlan:
+        sampling = self.manifest.sampling
+        features = sampling.time_features
+        table = np.fromfile(self.path / features.file, dtype="<f4")
+        if table.size != features.shape[0] * features.shape[1]:
+            raise EdgeError(f"{self.path / features.file}: {table.size} values, the manifest says {features.shape}")
+        return SamplingPlan(sampling.scheduler, sampling.guidance, torch.from_numpy(table.reshape(features.shape).copy()))
+
+    def golden_case(self, graph: str) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+        """(inputs, output the program gave at compile time, fp32 torch reference output)."""
+        golden = load_file(self.path / self.manifest.golden)
+        count = sum(1 for key in golden if key.startswith(f"{graph}.input."))
+        inputs = tuple(golden[f"{graph}.input.{j}"] for j in range(count))
+        return inputs, golden[f"{graph}.output"], golden[f"{graph}.reference"]
+
+    def hash_problems(self) -> list[str]:
+        """Problems with the bundle's files: missing, or content not matching the manifest."""
+        problems = []
+        for name, expected in self.manifest.files.items():
+            path = self.path / name
+            if not path.is_file():
+                problems.append(f"{name} is missing")
+            elif file_sha256(path) != expected:
+                problems.append(f"{name} does not match its sha256 in the manifest")
+        return problems
+
+
+def open_bundle(path: Path, check_hashes: bool = True) -> Bundle:
+    """The bundle at `path`, its manifest validated and (unless asked not to) every file's hash checked."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise EdgeError(f"{path}: not a bundle (no {MANIFEST})")
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as err:
+        raise EdgeError(f"{manifest_path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    except UnicodeDecodeError as err:
+        raise EdgeError(f"{manifest_path}: not UTF-8 text (byte {err.start})") from err
+    bundle = Bundle(path, Manifest.from_json(raw, str(manifest_path)))
+    problems = bundle.hash_problems() if check_hashes else []
+    if problems:
+        raise EdgeError(f"{path}: {problems[0]} (run edge verify)")
+    return bundle

@@ -1,0 +1,16 @@
+"""The runner over a bundle: its three programs loaded in their runtime, as the sampling loop's graphs."""
+
+from __future__ import annotations
+
+from edge.backends import get_backend
+from edge.bundle.bundle import Bundle
+from edge.compile.graphs import GRAPH_NAMES
+from edge.pipeline.loop import CallableGraphs
+
+
+class BundleGraphs(CallableGraphs):
+    """A bundle's three programs in their runtime, as InpaintGraphs for the shared sampling loop."""
+
+    def __init__(self, bundle: Bundle):
+        backend = get_backend(bundle.manifest.backend)
+        super().__init__(*(backend.load(bundle.graph_file(name)) for name in GRAPH_NAMES))

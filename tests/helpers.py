@@ -1,0 +1,65 @@
+"""Helpers the tests call (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge.targets import load_target
+
+REPO = Path(__file__).resolve().parents[1]
+MOEBIUS_FACTS = Path(os.environ.get("EDGE_MOEBIUS_FACTS", REPO / "tests" / "fixtures" / "moebius"))
+
+
+def facts_file(name: str) -> Path:
+    """One of the Moebius facts (tests/fixtures/moebius/README.md)."""
+    path = MOEBIUS_FACTS / name
+    if not path.is_file():
+        pytest.fail(f"missing fixture {path} (tests/fixtures/moebius, or EDGE_MOEBIUS_FACTS)")
+    return path
+
+
+def quant_modes(target: str) -> tuple[str, ...]:
+    """The quant modes the target's backend declares (the one place they are stated)."""
+    return load_target(target).quant_modes
+
+
+def manifest_json(bundle: Path) -> dict:
+    """manifest.json as an app reads it: plain JSON, no edge types."""
+    return json.loads((Path(bundle) / "manifest.json").read_text())
+
+
+def inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case):
+    """The bundle's inpaint of the pipeline case (its own sampling plan), and the max abs difference of its
+    image in [0, 1] from the torch pipeline's with the same inputs and start noise."""
+    from edge.bundle.runner import BundleGraphs
+    from edge.compile.graphs import build_graphs
+    from edge.models import get_preset
+    from edge.pipeline.loop import TorchGraphs, inpaint_tensors
+
+    plan = bundle.sampling_plan()
+    args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
+    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
+    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
+    return compiled, (compiled.image01 - reference.image01).abs().max().item()
+
+
+@dataclass
+class CheckRun:
+    exit_code: int
+    payload: dict
+    report: Path
+
+
+def run_check_cli(bundle: Path, report: Path, *extra: str) -> CheckRun:
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    result = CliRunner().invoke(app, ["check", str(bundle), "--report", str(report), "--json", *extra])
+    assert result.exit_code in (0, 1), result.output
+    return CheckRun(result.exit_code, json.loads(result.stdout), report)
