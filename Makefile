@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test test-fast lint benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,17 @@ $(ADB):
 $(CMAKE):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
 
+# what CI runs (.ci/run): the linter, then every test on two workers (tests/conftest.py groups them by bundle)
 test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE)
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
+
+# the edit-test loop: everything that compiles no bundle and runs no whole pipeline (pytest marker `slow`)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/baseline.py

@@ -39,9 +39,9 @@ PUBLISHED_LAYOUT_PROBE = {"reshape": 617, "transpose": 390, "gather_nd": 15, "ra
 
 def histogram_without_rewrites() -> dict:
     """The fp16 UNet converted without the target's rewrites: what coremltools does with plain GroupNorm."""
-    from edge.backends.coreml import BACKEND
-    from edge.compile.graphs import build_graphs
-    from edge.compile.stages import load_models, prepare_graph
+    from edge.backends.coreml.backend import BACKEND
+    from edge.compile.graphs import build_graphs, prepare_graph
+    from edge.compile.prepare import load_models
 
     models = load_models("moebius-0.22b", None, None, 0)
     spec = build_graphs(models.preset, models.unet, models.vae)["unet"]
@@ -52,18 +52,19 @@ def histogram_without_rewrites() -> dict:
 
 def end_to_end(bundle_path: Path) -> dict:
     """The held-out pair inpainted by the bundle (in the interpreter) and by the fp32 torch pipeline, same noise."""
-    from edge.bundle.reader import BundleGraphs, read_bundle
+    from edge.bundle.bundle import open_bundle
+    from edge.bundle.runner import BundleGraphs
     from edge.compile.graphs import build_graphs
-    from edge.compile.stages import load_models
+    from edge.compile.prepare import load_models
     from edge.pipeline.loop import TorchGraphs
     from edge.quality.check import compare_pipelines, evaluation_pairs
 
-    bundle = read_bundle(bundle_path)
+    bundle = open_bundle(bundle_path)
     models = load_models("moebius-0.22b", None, None, 0)
     pairs, _, _ = evaluation_pairs(None, bundle)
     started = time.perf_counter()
     outcome = compare_pipelines(TorchGraphs(build_graphs(models.preset, models.unet, models.vae)), BundleGraphs(bundle),
-                                bundle.sampling_plan(), bundle.manifest["image_size"], pairs[:1], None, lambda: None)[0]
+                                bundle.sampling_plan(), bundle.manifest.image_size, pairs[:1], None, lambda: None)[0]
     metrics = {k: round(v, 4) for k, v in outcome.metrics.items() if k in ("masked_psnr_db", "masked_ssim", "psnr_db")}
     return {"pair": outcome.name, **metrics, "seconds": round(time.perf_counter() - started, 1)}
 

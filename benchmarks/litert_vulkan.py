@@ -76,16 +76,17 @@ def compile_mode(key: str, out: Path, reuse: bool, recipe: Path | None) -> dict:
 
 
 def time_unets(bundles: dict[str, Path], runs: int) -> dict:
-    from edge.bundle.reader import BundleGraphs, golden_case, read_bundle
+    from edge.bundle.bundle import open_bundle
+    from edge.bundle.runner import BundleGraphs
     from edge.compile.graphs import build_graphs
     from edge.models import get_preset, load_unet, load_vae
     from edge.pipeline.loop import TorchGraphs
     from edge.quality.metrics import sqnr_db
 
     preset = get_preset("moebius-0.22b")
-    inputs, _, reference = golden_case(read_bundle(next(iter(bundles.values()))), "unet")
+    inputs, _, reference = open_bundle(next(iter(bundles.values()))).golden_case("unet")
     runners = {"torch eager fp32": lambda: TorchGraphs(build_graphs(preset, load_unet(preset), load_vae(preset)))}
-    runners.update({label: lambda path=path: BundleGraphs(read_bundle(path)) for label, path in bundles.items()})
+    runners.update({label: lambda path=path: BundleGraphs(open_bundle(path)) for label, path in bundles.items()})
     rows = {}
     for label, make in runners.items():  # one runner in memory at a time
         print(f"timing {label} ...", file=sys.stderr, flush=True)

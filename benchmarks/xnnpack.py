@@ -68,7 +68,8 @@ def main() -> None:
         print(f"compiling {mode} ...", file=sys.stderr, flush=True)
         compiled[mode] = compile_mode(mode, path, args.reuse)
 
-    from edge.bundle.reader import BundleGraphs, golden_case, read_bundle
+    from edge.bundle.bundle import open_bundle
+    from edge.bundle.runner import BundleGraphs
     from edge.compile.graphs import build_graphs
     from edge.models import get_preset, load_unet, load_vae
     from edge.pipeline.loop import TorchGraphs, inpaint_tensors, start_noise
@@ -76,9 +77,9 @@ def main() -> None:
 
     preset = get_preset("moebius-0.22b")
     torch_graphs = TorchGraphs(build_graphs(preset, load_unet(preset), load_vae(preset)))
-    first = read_bundle(bundles[args.modes[0]])
+    first = open_bundle(bundles[args.modes[0]])
     plan = first.sampling_plan()
-    cases = {name: golden_case(first, name) for name in ("encoder", "unet", "decoder")}
+    cases = {name: first.golden_case(name) for name in ("encoder", "unet", "decoder")}
     image = cases["encoder"][0][0]
     size = preset.image_size
     mask = torch.zeros(1, 1, size, size)
@@ -86,7 +87,7 @@ def main() -> None:
     noise = start_noise((1, 4, preset.latent_size, preset.latent_size), seed=0)
 
     runners = {"torch eager fp32": torch_graphs}
-    runners.update({f"xnnpack {mode}": BundleGraphs(read_bundle(path)) for mode, path in bundles.items()})
+    runners.update({f"xnnpack {mode}": BundleGraphs(open_bundle(path)) for mode, path in bundles.items()})
     rows, reference_image = {}, None
     for label, graphs in runners.items():
         print(f"timing {label} ...", file=sys.stderr, flush=True)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +14,7 @@ import typer
 from rich.console import Console
 
 from edge.errors import EdgeError
+from edge.files import require_folder, write_atomically, write_text_atomically
 
 app = typer.Typer(help="Compile, check and profile the Moebius inpainting model for phones.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -68,34 +67,10 @@ def _narrator(as_json: bool):
     return (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
-def _require_folder(out: Path) -> None:
-    """Fail before any work when OUT's folder is missing."""
-    if not out.parent.is_dir():
-        raise EdgeError(f"{out}: folder {out.parent} does not exist")
-
-
 def _check_output(out: Path) -> None:
     if out.suffix.lower() not in PICTURE_SUFFIXES:
         raise EdgeError(f"{out}: unsupported output format '{out.suffix}' (use {', '.join(PICTURE_SUFFIXES)})")
-    _require_folder(out)
-
-
-def _write_atomically(out: Path, write) -> None:
-    """write(tmp_path) next to the destination, then rename: an interrupted run leaves no half-written file."""
-    _require_folder(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result or report is meant to be shared
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_text_atomically(out: Path, text: str) -> None:
-    _write_atomically(out, lambda tmp: Path(tmp).write_text(text))
+    require_folder(out)
 
 
 @app.command()
@@ -136,7 +111,7 @@ def inpaint(
     with progress_steps(f"inpaint {source.description['model']}", enabled=not as_json) as on_step:
         result = inpaint_image(source.graphs, source.plan, source.image_size, picture, mask_picture, seed,
                                noise_offset, on_step)
-    _write_atomically(out, result.save)
+    write_atomically(out, result.save)
     plan = source.plan
     summary = {"output": str(out), "size": list(picture.size), "steps": plan.schedule.steps, "guidance": plan.guidance,
                "seed": seed, **source.description, "seconds": round(time.perf_counter() - started, 2)}
@@ -235,11 +210,11 @@ def check(
 
     if threads:
         torch.set_num_threads(threads)
-    _require_folder(report)
+    require_folder(report)
     plan = plan_check(request)
     with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
         result = run_check(plan, say, on_step)
-    _write_text_atomically(report, render_report(result))
+    write_text_atomically(report, render_report(result))
     payload = {"command": "check", "report": str(report), **result.to_json()}
     if as_json:
         _emit_json(payload)
@@ -295,13 +270,13 @@ def sensitivity(
     request = SensitivityRequest(model, target, quant, weights, vae, calib, seed, granularity, float_fraction,
                                  calibration_samples)
     for path in (out, recipe_out):
-        _require_folder(path)
+        require_folder(path)
     with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
         result, recipe = run_sensitivity(request, say, on_variant)
     payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
                "granularity": granularity, **result.to_json(), "recipe": {"file": str(recipe_out), **recipe.to_json()}}
-    _write_text_atomically(out, _result_json(payload))
-    _write_text_atomically(recipe_out, recipe.to_toml())
+    write_text_atomically(out, _result_json(payload))
+    write_text_atomically(recipe_out, recipe.to_toml())
     if as_json:
         _emit_json(payload)
         return

@@ -60,49 +60,83 @@ def tiny_vae(pipeline_file):
     return load_vae("moebius-tiny", pipeline_file)
 
 
-# fixtures whose tests compile bundles or run whole pipelines: marked slow (`make test-fast` skips them)
-SLOW_FIXTURES = {"compiled", "tiny_bundles", "tiny_checks", "tiny_int8_copy", "native_runner", "tflite_bundles",
-                 "tflite_checks", "coreml_bundles", "coreml_checks", "vulkan_bundle", "tiny_sensitivity"}
+# fixtures whose tests compile bundles or run whole pipelines: marked slow (`make test-fast` skips them), and
+# grouped by the bundles they use. `make test` runs the suite on two xdist workers (`--dist loadgroup`
+# --no-loadscope-reorder): a group runs whole on one worker, the groups in the order below, longest first, so
+# that the two workers finish together. Tests outside these groups are grouped by file (module fixtures run once).
+FIXTURE_GROUPS = {"tiny_bundles": "xnnpack", "tiny_checks": "xnnpack", "tiny_int8_copy": "xnnpack",
+                  "native_runner": "xnnpack", "vulkan_bundle": "vulkan", "coreml_bundles": "coreml",
+                  "coreml_checks": "coreml", "tflite_bundles": "tflite", "tflite_checks": "tflite",
+                  "tflite_sensitivity": "tflite", "tiny_sensitivity": "sensitivity"}
+GROUP_ORDER = ("xnnpack", "vulkan", "coreml", "sensitivity", "tflite")
+SLOW_FIXTURES = {"compiled", *FIXTURE_GROUPS}
+
+
+def _group(item) -> str:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "compiled" in fixtures and "target" in params:  # the contract test: the target's group
+        return params["target"]
+    groups = [group for group in GROUP_ORDER if group in {FIXTURE_GROUPS[name] for name in fixtures & set(FIXTURE_GROUPS)}]
+    return groups[0] if groups else item.nodeid.split("::")[0]
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {group: index for index, group in enumerate(GROUP_ORDER)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order within a rank
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cores_per_worker(worker_id):
+    """Under xdist, each worker's torch takes its share of the cores (two workers each with every core thrash)."""
+    import torch
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker_id != "master" and workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 class CompiledBundles:
     """compiled(target, quant, options=()) -> the moebius-tiny bundle, compiled by `edge compile --json` once per
-    session whoever asks first (the contract test and each backend's own tests share them); summary(...) is
-    that command's JSON result."""
+    session whoever asks first (the contract test and each backend's own tests share them, and so do xdist
+    workers: the folder is theirs in common and each bundle is compiled under a file lock); summary(...) is that
+    command's JSON result."""
 
     def __init__(self, folder: Path, weights: Path, vae: Path):
         self.folder, self.weights, self.vae = folder, weights, vae
-        self.summaries: dict[tuple, dict] = {}
 
     def __call__(self, target: str, quant: str, options: tuple[tuple[str, str], ...] = ()) -> Path:
         return Path(self.summary(target, quant, options)["bundle"])
 
     def summary(self, target: str, quant: str, options: tuple[tuple[str, str], ...] = ()) -> dict:
+        from filelock import FileLock
         from typer.testing import CliRunner
 
         from edge.cli import app
 
-        key = (target, quant, options)
-        if key not in self.summaries:
-            out = self.folder / "-".join([target, quant, *(f"{k}{v}" for k, v in options)])
-            flags = [f"--{k}={v}" for k, v in options]
-            result = CliRunner().invoke(app, ["compile", "--target", target, "--quant", quant, "--model", "moebius-tiny",
-                                              "--weights", str(self.weights), "--vae", str(self.vae), "-o", str(out),
-                                              "--json", *flags])
-            assert result.exit_code == 0, result.output
-            self.summaries[key] = json.loads(result.stdout)
-        return self.summaries[key]
+        out = self.folder / "-".join([target, quant, *(f"{k}{v}" for k, v in options)])
+        result_file = out.with_suffix(".json")
+        with FileLock(out.with_suffix(".lock")):
+            if not result_file.is_file():
+                flags = [f"--{k}={v}" for k, v in options]
+                result = CliRunner().invoke(app, ["compile", "--target", target, "--quant", quant, "--model",
+                                                  "moebius-tiny", "--weights", str(self.weights), "--vae",
+                                                  str(self.vae), "-o", str(out), "--json", *flags])
+                assert result.exit_code == 0, result.output
+                result_file.write_text(result.stdout)
+            return json.loads(result_file.read_text())
 
 
 @pytest.fixture(scope="session")
-def compiled(tmp_path_factory, parity_file, pipeline_file) -> CompiledBundles:
-    return CompiledBundles(tmp_path_factory.mktemp("bundles"), parity_file, pipeline_file)
+def compiled(tmp_path_factory, worker_id, parity_file, pipeline_file) -> CompiledBundles:
+    base = tmp_path_factory.getbasetemp()
+    folder = (base if worker_id == "master" else base.parent) / "bundles"  # xdist workers share the parent
+    folder.mkdir(exist_ok=True)
+    return CompiledBundles(folder, parity_file, pipeline_file)
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +188,18 @@ def tiny_checks(tiny_bundles, tmp_path_factory, lpips_folder) -> dict[str, Check
     folder = tmp_path_factory.mktemp("checks")
     return {mode: run_check_cli(path, folder / f"{mode}.html", "--lpips-weights", str(lpips_folder))
             for mode, path in tiny_bundles.items()}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Seconds per test file (setup, call and teardown together; a session fixture counts where it is first
+    used): where the suite's time goes, for keeping `make test` under 30 minutes."""
+    seconds: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if hasattr(report, "duration") and hasattr(report, "nodeid"):
+                path = report.nodeid.split("::")[0]
+                seconds[path] = seconds.get(path, 0.0) + report.duration
+    if seconds:
+        terminalreporter.write_sep("=", "seconds per test file")
+        for path, total in sorted(seconds.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{total:8.1f}  {path}")

@@ -133,7 +133,7 @@ def test_profile_rejects_an_unknown_device(tiny_int8_copy):
 
 def test_core_ml_results_are_marked_as_the_interpreter(tiny_int8_copy, tmp_path, monkeypatch):
     """Any backend's `load` is profiled; a Core ML bundle's numbers are flagged as not a device speed."""
-    import edge.backends
+    import edge.device.profile
     from edge.backends.xnnpack import BACKEND
     from edge.device.profile import LocalRequest, profile_local
 
@@ -143,7 +143,7 @@ def test_core_ml_results_are_marked_as_the_interpreter(tiny_int8_copy, tmp_path,
     manifest["backend"] = "coreml"  # the manifest is not in its own file list: hashes still match
     (copy / "manifest.json").write_text(json.dumps(manifest))
     asked = []
-    monkeypatch.setattr(edge.backends, "get_backend", lambda name: asked.append(name) or BACKEND)
+    monkeypatch.setattr(edge.device.profile, "get_backend", lambda name: asked.append(name) or BACKEND)
     result = profile_local(LocalRequest(copy, Settings(runs=1, warmup=1, cooldown_s=0), inpaint_runs=0, ops=False,
                                         graphs=("unet",)))
     assert asked == ["coreml"] and result["backend"] == "coreml"

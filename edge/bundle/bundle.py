@@ -3,7 +3,6 @@ checked, and what the loop needs from it (the sampling plan, the golden cases)."
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from safetensors.torch import load_file
 
 from edge.bundle.manifest import MANIFEST, Manifest
 from edge.errors import EdgeError
+from edge.files import read_json
 from edge.models.weights import file_sha256
 from edge.pipeline.loop import SamplingPlan
 
@@ -58,13 +58,7 @@ def open_bundle(path: Path, check_hashes: bool = True) -> Bundle:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise EdgeError(f"{path}: not a bundle (no {MANIFEST})")
-    try:
-        raw = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as err:
-        raise EdgeError(f"{manifest_path}: not valid JSON ({err.msg} at line {err.lineno})") from err
-    except UnicodeDecodeError as err:
-        raise EdgeError(f"{manifest_path}: not UTF-8 text (byte {err.start})") from err
-    bundle = Bundle(path, Manifest.from_json(raw, str(manifest_path)))
+    bundle = Bundle(path, Manifest.from_json(read_json(manifest_path), str(manifest_path)))
     problems = bundle.hash_problems() if check_hashes else []
     if problems:
         raise EdgeError(f"{path}: {problems[0]} (run edge verify)")

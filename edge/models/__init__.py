@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from edge.errors import EdgeError
+from edge.files import read_json
 from edge.models.presets import Preset, get_preset, preset_names
 from edge.models.unet import MoebiusUNet, cfg_input_ids, timestep_features
 from edge.models.weights import file_sha256, load_into, read_state_dict, resolve_checkpoint, select_prefixed
@@ -65,10 +65,7 @@ def load_vae(preset: str | Preset, weights: Path | str | None = None, seed: int 
         config_file = Path(weights) / "config.json"
         if not config_file.is_file():
             raise EdgeError(f"{weights}: not a diffusers VAE folder (no config.json)")
-        try:
-            config = json.loads(config_file.read_text())
-        except json.JSONDecodeError as err:
-            raise EdgeError(f"{config_file}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        config = read_json(config_file)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         try:
