@@ -35,7 +35,7 @@ $(CMAKE):
 # what CI runs (.ci/run): the linter, then every test on two workers (tests/conftest.py groups them by bundle)
 test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 # the edit-test loop: everything that compiles no bundle and runs no whole pipeline (pytest marker `slow`)
 test-fast: $(STAMP)

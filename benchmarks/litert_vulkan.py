@@ -7,7 +7,7 @@ $EDGE_CACHE/tflite), so the first mode pays the conversion and the others only t
 Phase 2 times the UNet at batch 2 on its golden input, torch eager fp32 and every LiteRT mode in this
 one process (median of --runs after a warm-up), and SQNR against torch fp32 on that input.
 Phase 3 runs `edge check --json` on each mode in --check-modes (UNet SQNR over all 19 steps of the
-held-out pair, masked PSNR of the end-to-end inpaint); for Vulkan it measures the XNNPACK proxy.
+held-out pair, masked PSNR of the end-to-end inpaint); for Vulkan it measures the numerics proxy (the prepared graphs in torch fp32).
 Writes benchmarks/results/litert_vulkan.json and the LITERT_VULKAN table in benchmarks/README.md.
 
     PYTHONPATH=. python benchmarks/litert_vulkan.py [--runs 3] [--tflite-modes ...] [--vulkan-modes ...]
@@ -166,7 +166,7 @@ def write_table(result: dict) -> None:
         row, check = runtime.get(key), checks.get(key, {})
         timing = (f"{row['unet_s']} | {row['speedup_vs_eager']}x | {row['unet_sqnr_db']}" if row
                   else f"not run here | — | {graphs['unet']['golden_sqnr_db'] if key.startswith('tflite') else '—'}")
-        proxy = " (XNNPACK proxy)" if key.startswith("vulkan") and check else ""
+        proxy = " (torch proxy)" if key.startswith("vulkan") and check else ""
         lines.append(f"| {label} | {entry['seconds']} | {entry['peak_rss_gb']} | {sizes} | {partitions} | "
                      f"{'/'.join(map(str, graphs['unet']['transpose_reshape']))} | {timing} | "
                      f"{check.get('unet_sqnr_db', '—')}{proxy} | {check.get('masked_psnr_db', '—')}{proxy} |")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from xdist.scheduler import LoadScopeScheduling
 
 from tests.helpers import CheckRun, facts_file, quant_modes, run_check_cli
 
@@ -60,34 +61,45 @@ def tiny_vae(pipeline_file):
     return load_vae("moebius-tiny", pipeline_file)
 
 
-# fixtures whose tests compile bundles or run whole pipelines: marked slow (`make test-fast` skips them), and
-# grouped by the bundles they use. `make test` runs the suite on two xdist workers (`--dist loadgroup`
-# --no-loadscope-reorder): a group runs whole on one worker, the groups in the order below, longest first, so
-# that the two workers finish together. Tests outside these groups are grouped by file (module fixtures run once).
-FIXTURE_GROUPS = {"tiny_bundles": "xnnpack", "tiny_checks": "xnnpack", "tiny_int8_copy": "xnnpack",
-                  "native_runner": "xnnpack", "vulkan_bundle": "vulkan", "coreml_bundles": "coreml",
-                  "coreml_checks": "coreml", "tflite_bundles": "tflite", "tflite_checks": "tflite",
-                  "tflite_sensitivity": "tflite", "tiny_sensitivity": "sensitivity"}
+# fixtures whose tests compile bundles or run whole pipelines: marked slow (`make test-fast` skips them)
+SLOW_FIXTURES = {"compiled", "tiny_bundles", "tiny_checks", "tiny_int8_copy", "native_runner", "tflite_bundles",
+                 "tflite_checks", "tflite_sensitivity", "coreml_bundles", "coreml_checks", "vulkan_bundle"}
+
+# `make test` runs the suite on two xdist workers. A group of tests runs whole on one worker: the test files of
+# one target's bundles (and the contract test's cases of that target) together, every other file by itself (its
+# module fixtures run once). Groups start longest first, so that the two workers finish together. Bundles are
+# compiled once across workers anyway (CompiledBundles): the groups only keep a worker from waiting on the other.
+FILE_GROUPS = {"tests/test_adb.py": "xnnpack", "tests/test_check.py": "xnnpack", "tests/test_compile.py": "xnnpack",
+               "tests/test_profile.py": "xnnpack", "tests/test_vulkan.py": "vulkan", "tests/test_coreml.py": "coreml",
+               "tests/test_sensitivity.py": "sensitivity", "tests/test_tflite.py": "tflite"}
 GROUP_ORDER = ("xnnpack", "vulkan", "coreml", "sensitivity", "tflite")
-SLOW_FIXTURES = {"compiled", *FIXTURE_GROUPS}
+CONTRACT_CASES = "tests/test_contract.py::test_bundle_keeps_the_contract["
 
 
-def _group(item) -> str:
-    fixtures = set(getattr(item, "fixturenames", ()))
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "compiled" in fixtures and "target" in params:  # the contract test: the target's group
-        return params["target"]
-    groups = [group for group in GROUP_ORDER if group in {FIXTURE_GROUPS[name] for name in fixtures & set(FIXTURE_GROUPS)}]
-    return groups[0] if groups else item.nodeid.split("::")[0]
+def group_of(nodeid: str) -> str:
+    if nodeid.startswith(CONTRACT_CASES):  # [target-quant]
+        return nodeid.removeprefix(CONTRACT_CASES).split("-")[0]
+    path = nodeid.split("::")[0]
+    return FILE_GROUPS.get(path, path)
+
+
+class BundleGroupScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling with group_of as the scope (pytest 9 ids cannot carry xdist_group marks)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return group_of(nodeid)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return BundleGroupScheduling(config, log)
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     rank = {group: index for index, group in enumerate(GROUP_ORDER)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order within a rank
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))  # stable: file order within a rank
 
 
 @pytest.fixture(scope="session", autouse=True)

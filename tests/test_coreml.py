@@ -3,13 +3,19 @@ edge's MIL interpreter, checked with `edge check`'s gates; the deployment-target
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from typer.testing import CliRunner
 
+from edge.backends import get_backend
 from edge.backends.coreml.backend import NOT_ON_NEURAL_ENGINE
 from edge.backends.coreml.interpreter import load_package
 from edge.bundle.bundle import open_bundle
 from edge.cli import app
+from edge.compile.graphs import build_graphs, prepare_graph
+from edge.models import get_preset
+from edge.targets import load_target
 from tests.helpers import manifest_json, quant_modes, run_check_cli
 
 # fp32 packages' parity with torch (>= 100 dB) is tests/test_coreml_interpreter.py's; these are the shipping modes
@@ -17,12 +23,10 @@ COREML_MODES = tuple(mode for mode in quant_modes("coreml") if mode != "fp32")
 runner = CliRunner()
 
 
-IOS18_MODES = ("palette4",)  # compiled with --ios 18 (per-grouped-channel palettes); the rest for iOS 17
-
-
 @pytest.fixture(scope="session")
 def coreml_bundles(compiled):
-    return {mode: compiled("coreml", mode, (("ios", "18"),) if mode in IOS18_MODES else ()) for mode in COREML_MODES}
+    """The contract test's bundles (default options: iOS 17)."""
+    return {mode: compiled("coreml", mode) for mode in COREML_MODES}
 
 
 @pytest.fixture(scope="session")
@@ -50,15 +54,13 @@ def mil_program(package):
 def test_bundle_holds_three_packages_an_app_can_load(coreml_bundles, mode):
     bundle = open_bundle(coreml_bundles[mode])
     manifest = manifest_json(bundle.path)
-    ios = "18" if mode in IOS18_MODES else "17"
-    assert manifest["target"] == "coreml" and manifest["quant"] == mode
-    assert manifest["target_options"] == ({"ios": "18"} if mode in IOS18_MODES else {})
+    assert manifest["target"] == "coreml" and manifest["quant"] == mode and manifest["target_options"] == {}
     for name, graph in manifest["graphs"].items():
         assert graph["file"] == f"{name}.mlpackage"
         assert f"{name}.mlpackage/Manifest.json" in manifest["files"]  # every file of the package is hashed
         assert f"{name}.mlpackage/Data/com.apple.CoreML/model.mlmodel" in manifest["files"]
         report = graph["report"]
-        assert report["minimum_deployment_target"] == f"iOS{ios}" and report["rank5_tensors"] == 0
+        assert report["minimum_deployment_target"] == "iOS17" and report["rank5_tensors"] == 0
         assert not set(report["ops"]) & NOT_ON_NEURAL_ENGINE, name
         package = load_package(bundle.graph_file(name))  # names and shapes as the manifest says
         assert list(package.input_names) == [spec["name"] for spec in graph["inputs"]]
@@ -100,15 +102,21 @@ def test_check_gates_every_mode_and_precision_orders_the_results(coreml_checks):
     assert unet["fp16"] > unet["int8"] > unet["palette4"] and unet["palette6"] > unet["palette4"]
 
 
-def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(coreml_bundles):
-    def palettes(mode):
-        operations = mil_program(open_bundle(coreml_bundles[mode]).graph_file("unet")).operations
-        return [op.lut.val for op in operations if op.op_type == "constexpr_lut_to_dense"]
+def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(coreml_bundles, tiny_unet, tiny_vae):
+    def palettes(package):
+        return [op.lut.val for op in mil_program(package).operations if op.op_type == "constexpr_lut_to_dense"]
 
-    ios17, ios18 = palettes("palette6"), palettes("palette4")
-    assert ios17 and all(lut.size == 64 for lut in ios17)  # one 64-entry palette per weight tensor
-    # iOS 18: one 16-entry palette per group of 16 output channels
-    assert ios18 and all(lut.shape[-2] == 16 for lut in ios18) and max(lut.shape[0] for lut in ios18) > 1
+    ios17 = palettes(open_bundle(coreml_bundles["palette4"]).graph_file("encoder"))
+    assert ios17 and all(lut.size == 16 for lut in ios17)  # one 16-entry palette per weight tensor
+    encoder = build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)["encoder"]
+    graph = prepare_graph(encoder, load_target("coreml").rewrites, encoder.example_inputs())
+    lowered = get_backend("coreml").lower(graph, "palette4", [], (), {"ios": "18"})  # what --ios 18 asks for
+    try:
+        assert lowered.report["minimum_deployment_target"] == "iOS18"
+        ios18 = palettes(lowered.payload)  # one 16-entry palette per group of 16 output channels
+        assert ios18 and all(lut.shape[-2] == 16 for lut in ios18) and max(lut.shape[0] for lut in ios18) > 1
+    finally:
+        shutil.rmtree(lowered.payload)
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -1,17 +1,24 @@
-"""`edge sensitivity` ranks the tiny UNet's layer groups; its recipe compiles and buys back SQNR."""
+"""`edge sensitivity` for XNNPACK on the tiny UNet: the layer groups, the quantizer it measures, and recipes.
+
+The whole command (ranking every group, writing a recipe, compiling it) is backend-independent code, run end to
+end with the LiteRT quantizer in tests/test_tflite.py; here the XNNPACK side: its simulator is the quantizer that
+`edge compile` lowers with, and keeping groups float shows in its graph and its SQNR.
+"""
 
 from __future__ import annotations
 
-import json
-
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from edge.backends import get_backend
 from edge.cli import app
-from edge.compile.graphs import build_graphs
-from edge.compile.recipe import read_recipe
-from edge.compile.sensitivity import layer_groups
-from edge.models import get_preset, load_unet, load_vae
+from edge.compile.calibration import DEFAULT_CALIB_DIR, find_pairs, split_pairs
+from edge.compile.graphs import build_graphs, prepare_graph
+from edge.compile.prepare import default_sampling_plan, load_models, prepare
+from edge.compile.sensitivity import QuantizedSqnr, evaluation_samples, layer_groups
+from edge.models import get_preset
+from edge.targets import load_target
 
 runner = CliRunner()
 GOOD_RECIPE = """model = "moebius-tiny"
@@ -23,45 +30,44 @@ unet = ["denoiser.conv_in"]
 """
 
 
-@pytest.fixture(scope="session")
-def tiny_sensitivity(tmp_path_factory, parity_file, pipeline_file):
-    """One block-granularity run on the tiny model."""
-    folder = tmp_path_factory.mktemp("sensitivity")
-    result = runner.invoke(app, ["sensitivity", "--model", "moebius-tiny", "--weights", str(parity_file), "--vae",
-                                 str(pipeline_file), "--granularity", "block", "--calibration-samples", "2",
-                                 "--float-fraction", "0.2", "-o", str(folder / "ranking.json"), "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout), folder / "ranking.recipe.toml", folder
-
-
-def test_ranking_covers_every_group_and_is_sorted_by_gain(tiny_sensitivity, parity_file, pipeline_file):
-    payload, _, folder = tiny_sensitivity
-    assert json.loads((folder / "ranking.json").read_text()) == payload
-    unet_graph = build_graphs(get_preset("moebius-tiny"), load_unet("moebius-tiny", parity_file),
-                              load_vae("moebius-tiny", pipeline_file))["unet"].module
+def test_block_groups_cover_the_unet(tiny_unet, tiny_vae):
+    unet_graph = build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)["unet"].module
     groups = layer_groups(unet_graph, "block")
-    ranking = payload["ranking"]
-    assert sorted(r["group"] for r in ranking) == sorted(g.name for g in groups) and len(groups) == 18
-    gains = [r["gain_db"] for r in ranking]
-    assert gains == sorted(gains, reverse=True)
-    quantized = payload["all_quantized_sqnr_db"]
-    for row in ranking:  # quantizing one group alone costs less than quantizing all of them
-        assert row["only_db"] > quantized and row["gain_db"] == pytest.approx(row["without_db"] - quantized, abs=0.02)
-    assert sum(r["weights"] for r in ranking) > 0.5 * sum(p.numel() for p in unet_graph.parameters())
+    assert len(groups) == 18 and len({g.name for g in groups}) == 18
+    modules = dict(unet_graph.named_modules())
+    assert all(name in modules for name in (g.name for g in groups))
+    assert sum(g.weights for g in groups) > 0.5 * sum(p.numel() for p in unet_graph.parameters())
+    assert len(layer_groups(unet_graph, "layer")) > len(groups)
 
 
-def test_recipe_keeps_the_groups_that_buy_back_the_most_sqnr(tiny_sensitivity):
-    """The recipe floats groups that gain, within the float budget, and the quantizer it was measured with (the
-    one `edge compile` lowers with) says that buys back SQNR. Compiling a recipe end to end is the backend-independent path of
-    `edge compile --recipe`; tests/test_tflite.py compiles one."""
-    payload, recipe_path, _ = tiny_sensitivity
-    recipe = read_recipe(recipe_path)
-    assert (recipe.model, recipe.target, recipe.quant) == ("moebius-tiny", "xnnpack", "int8")
-    chosen = recipe.modules_for("unet")
-    assert chosen and recipe.expected["unet_sqnr_db"] > payload["all_quantized_sqnr_db"] + 1
-    rows = {row["group"]: row for row in payload["ranking"]}  # within the --float-fraction 0.2 budget
-    assert all(rows[module]["gain_db"] > 0 for module in chosen)
-    assert sum(rows[module]["weights"] for module in chosen) <= 0.2 * sum(row["weights"] for row in rows.values())
+def _quantized_layers_inside(program: torch.fx.GraphModule, modules: tuple[str, ...]) -> int:
+    """Convs and linears traced inside `modules` whose activation input comes through a dequantize op."""
+    count = 0
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target not in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
+            continue
+        paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        inside = any(p == m or p.startswith(m + ".") for p in paths for m in modules)
+        source = node.args[0]
+        count += inside and isinstance(source, torch.fx.Node) and "dequantize" in str(source.target)
+    return count
+
+
+@pytest.mark.slow  # records the calibration pipeline
+def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr(parity_file, pipeline_file):
+    models = load_models("moebius-tiny", parity_file, pipeline_file, 0)
+    prepared = prepare(models, default_sampling_plan(models.preset), *split_pairs(find_pairs(DEFAULT_CALIB_DIR)))
+    samples = evaluation_samples(prepared.held_out["unet"], prepared.plan.schedule.steps)
+    unet = prepare_graph(prepared.graphs["unet"], load_target("xnnpack").rewrites, samples[0])
+    simulate = get_backend("xnnpack").simulator(unet, "int8", prepared.calibration["unet"][::10])
+    with torch.no_grad():
+        sqnr = QuantizedSqnr(simulate, samples, [unet.module(*sample) for sample in samples])
+    groups = layer_groups(unet.module, "block")
+    up_blocks = tuple(g.name for g in groups if ".up_blocks." in g.name)
+    quantized, mixed = simulate(()), simulate(up_blocks)
+    assert _quantized_layers_inside(quantized, up_blocks) > 0 and _quantized_layers_inside(mixed, up_blocks) == 0
+    assert _quantized_layers_inside(mixed, ("denoiser.down_blocks",)) > 0  # the rest stays quantized
+    assert sqnr(tuple(g.name for g in groups)) > sqnr(()) + 10  # every group float: close to fp32
 
 
 @pytest.mark.parametrize("edit, message", [

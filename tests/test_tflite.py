@@ -204,7 +204,12 @@ def tflite_sensitivity(tmp_path_factory, tflite_bundles, parity_file, pipeline_f
 def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity, tflite_bundles, parity_file,
                                                               pipeline_file, tmp_path):
     payload, recipe_path = tflite_sensitivity
-    assert payload["target"] == "tflite" and len(payload["ranking"]) == 18
+    ranking, quantized = payload["ranking"], payload["all_quantized_sqnr_db"]
+    assert payload["target"] == "tflite" and len({row["group"] for row in ranking}) == 18
+    gains = [row["gain_db"] for row in ranking]
+    assert gains == sorted(gains, reverse=True)
+    for row in ranking:  # the gain of keeping a group float: against everything quantized
+        assert row["gain_db"] == pytest.approx(row["without_db"] - quantized, abs=0.02)
     recipe = read_recipe(recipe_path)
     float_modules = list(recipe.modules_for("unet"))
     assert recipe.target == "tflite" and float_modules

@@ -91,14 +91,20 @@ class InspectsPrograms(Protocol):
     def inspect(self, path: Path) -> InspectionResult: ...
 
 
+TORCH_PROXY = "torch"  # NumericsProxy.backend: the prepared graphs themselves, run in torch (nothing lowered)
+
+
 @dataclass(frozen=True)
 class NumericsProxy:
-    backend: str  # the backend whose lowering of the same prepared graphs is measured instead
+    backend: str  # the backend whose lowering of the same prepared graphs is measured instead, or TORCH_PROXY
     quant: str  # in this quant mode (a float one: no calibration)
     why: str
 
     def to_json(self) -> dict:
         return {"backend": self.backend, "quant": self.quant, "why": self.why}
+
+    def measured_as(self) -> str:
+        return f"run in torch {self.quant}" if self.backend == TORCH_PROXY else f"lowered for {self.backend} {self.quant}"
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from edge.backends import get_backend
-from edge.backends.contract import HasNumericsProxy, NumericsProxy
+from edge.backends.contract import TORCH_PROXY, HasNumericsProxy, NumericsProxy
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.bundle.runner import BundleGraphs
 from edge.compile.calibration import DEFAULT_CALIB_DIR, ImagePair, find_pairs, split_pairs
@@ -238,7 +238,7 @@ def plan_check(request: CheckRequest) -> CheckPlan:
     if proxy:
         evaluation["numerics_proxy"] = proxy.to_json()
         notices.insert(0, f"NUMERICS PROXY: {profile.name} bundles cannot run here; measured on the same graphs "
-                          f"lowered for {proxy.backend} {proxy.quant} ({proxy.why})")
+                          f"{proxy.measured_as()} ({proxy.why})")
     if lpips is None:
         notices.append("LPIPS skipped: no --lpips-weights given (nothing is downloaded)")
     emulator = bundle.manifest.tools.get("runs_here_with")
@@ -266,16 +266,20 @@ def numerics_proxy(bundle: Bundle) -> NumericsProxy:
 
 @contextlib.contextmanager
 def proxy_graphs(bundle: Bundle, graphs: dict, proxy: NumericsProxy, recordings: dict):
-    """The bundle's graphs prepared as it records (same rewrites), lowered by the proxy backend in its float
-    quant mode (no calibration) and loaded. recordings give each graph's example inputs."""
+    """The bundle's graphs prepared as it records (same rewrites), run in torch (TORCH_PROXY) or lowered by the
+    proxy backend in its float quant mode (no calibration) and loaded. recordings give each graph's example
+    inputs."""
+    prepared = {name: prepare_graph(graphs[name], tuple(bundle.manifest.graphs[name].recipe.rewrites),
+                                    recordings[name][0]) for name in GRAPH_NAMES}
+    if proxy.backend == TORCH_PROXY:
+        yield CallableGraphs(*(prepared[name].module for name in GRAPH_NAMES))
+        return
     backend = get_backend(proxy.backend)
     with tempfile.TemporaryDirectory(prefix="edge-proxy-") as folder:
         programs = []
         for name in GRAPH_NAMES:
-            rewrites = tuple(bundle.manifest.graphs[name].recipe.rewrites)
-            prepared = prepare_graph(graphs[name], rewrites, recordings[name][0])
             path = Path(folder) / f"{name}.proxy"
-            path.write_bytes(backend.lower(prepared, proxy.quant, ()).payload)
+            path.write_bytes(backend.lower(prepared[name], proxy.quant, ()).payload)
             programs.append(backend.load(path))
         yield CallableGraphs(*programs)
 
@@ -289,7 +293,7 @@ def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
     graphs, recordings = prepared.graphs, prepared.held_out
     with contextlib.ExitStack() as stack:
         if check.proxy:
-            say(f"lowering the graphs for {check.proxy.backend} {check.proxy.quant} (numerics proxy)")
+            say(f"numerics proxy: the prepared graphs {check.proxy.measured_as()}")
             candidate = stack.enter_context(proxy_graphs(bundle, graphs, check.proxy, recordings))
         else:
             candidate = BundleGraphs(bundle)
