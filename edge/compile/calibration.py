@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from edge.cache import cache_dir
 from edge.compile.graphs import GRAPH_NAMES
 from edge.errors import EdgeError
+from edge.files import write_atomically
 from edge.pipeline.loop import (
     InpaintGraphs,
     SamplingPlan,
@@ -126,10 +125,7 @@ def cached_recordings(key: dict, produce: Callable[[], dict]) -> tuple[dict[str,
         return _unflatten(flat), True
     recordings = produce()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    save_file(_flatten(recordings), tmp, metadata={"key": json.dumps(key, sort_keys=True)})
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: save_file(_flatten(recordings), tmp, metadata={"key": json.dumps(key, sort_keys=True)}))
     return recordings, False
 
 

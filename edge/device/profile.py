@@ -26,6 +26,7 @@ from edge.bundle.bundle import Bundle, open_bundle
 from edge.compile.graphs import GRAPH_NAMES
 from edge.device.measure import PeakRss, Settings, cool_down, summarize, time_calls, unstable
 from edge.errors import EdgeError
+from edge.files import write_text_atomically
 from edge.pipeline.loop import CallableGraphs, inpaint_tensors, start_noise
 
 PROFILES_FOLDER = "profiles"  # inside the bundle; not in the manifest's file list, so edge verify ignores it
@@ -188,9 +189,7 @@ def save_profile(result: dict, folder: Path) -> Path:
         while path.exists():  # two profiles within one second
             again += 1
             path = folder / f"{stamp}-{device}-{again}.json"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(result, indent=1) + "\n")
     except OSError as err:
         raise EdgeError(f"{folder}: cannot save the profile there ({err.strerror}); pass --save-dir") from err
     return path

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from edge.backends.contract import Calibration, LoweredGraph, Program
 from edge.backends.tflite.npu import NpuTarget, compile_for_npu, npu_target
 from edge.cache import cache_dir
 from edge.compile.graphs import PreparedGraph, TensorSpec
+from edge.files import write_atomically
 
 QUANT_MODES = {
     "fp32": "the converted flatbuffer as is",
@@ -116,10 +116,7 @@ def fp32_flatbuffer(graph) -> tuple[bytes, bool]:
         return path.read_bytes(), True
     payload = convert_fp32(graph)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as file:
-        file.write(payload)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: Path(tmp).write_bytes(payload))
     return payload, False
 
 
