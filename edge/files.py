@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,22 @@ def write_atomically(out: Path, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_folder_atomically(out: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp_folder_path) next to the destination, then rename. When the destination appeared meanwhile
+    (another process wrote the same thing), it is kept and this copy dropped."""
+    require_folder(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(staging / out.name)
+        try:
+            os.replace(staging / out.name, out)
+        except OSError:  # a non-empty folder is there: written meanwhile by another process
+            if not out.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text_atomically(out: Path, text: str) -> None:

@@ -16,11 +16,22 @@ from xdist.scheduler import LoadScopeScheduling
 
 from tests.helpers import CheckRun, facts_file, quant_modes, run_check_cli
 
+XDIST_WORKER = "PYTEST_XDIST_WORKER"  # set in each xdist worker's environment
+
 
 @pytest.fixture(scope="session", autouse=True)
 def throwaway_cache(tmp_path_factory):
-    """Calibration recordings of the test session go to a temporary cache, not the user's."""
-    os.environ["EDGE_CACHE"] = str(tmp_path_factory.mktemp("edge-cache"))
+    """What edge caches (calibration recordings, conversions, the native runner) goes to a temporary cache of
+    the session, not the user's; xdist workers share it (edge writes its cache entries atomically)."""
+    os.environ["EDGE_CACHE"] = str(session_folder(tmp_path_factory, "edge-cache"))
+
+
+def session_folder(tmp_path_factory, name: str) -> Path:
+    """A folder of the test session, the same for every xdist worker (their temp folders share a parent)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if XDIST_WORKER in os.environ else base) / name
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 for noisy in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
@@ -73,10 +84,11 @@ FILE_GROUPS = {"tests/test_adb.py": "xnnpack", "tests/test_check.py": "xnnpack",
                "tests/test_profile.py": "xnnpack", "tests/test_vulkan.py": "vulkan", "tests/test_coreml.py": "coreml",
                "tests/test_tflite.py": "tflite"}
 CONTRACT_CASES = "tests/test_contract.py::test_bundle_keeps_the_contract["
-# the longest chain is the xnnpack group's three compiles: its int8-dynamic bundle is compiled by that contract
-# case, a group of its own, on the other worker meanwhile
-OWN_GROUP_CASES = ("xnnpack-int8-dynamic",)
-GROUP_ORDER = ("xnnpack", "xnnpack-int8-dynamic", "vulkan", "coreml", "tflite")
+# contract cases whose bundle no test file of the target uses run as groups of their own, and so does the
+# XNNPACK int8-dynamic case: the xnnpack group's chain of compiles is the longest, the other worker compiles that
+# bundle meanwhile
+OWN_GROUP_CASES = ("xnnpack-int8-dynamic", "vulkan-fp32", "coreml-fp32")
+GROUP_ORDER = ("xnnpack", "xnnpack-int8-dynamic", "vulkan", "vulkan-fp32", "coreml", "coreml-fp32", "tflite")
 
 
 def group_of(nodeid: str) -> str:
@@ -94,6 +106,7 @@ class BundleGroupScheduling(LoadScopeScheduling):
         return group_of(nodeid)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the suite also runs without xdist (-p no:xdist)
 def pytest_xdist_make_scheduler(config, log):
     return BundleGroupScheduling(config, log)
 
@@ -107,12 +120,12 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def cores_per_worker(worker_id):
+def cores_per_worker():
     """Under xdist, each worker's torch takes its share of the cores (two workers each with every core thrash)."""
     import torch
 
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if worker_id != "master" and workers > 1:
+    if XDIST_WORKER in os.environ and workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
@@ -147,11 +160,8 @@ class CompiledBundles:
 
 
 @pytest.fixture(scope="session")
-def compiled(tmp_path_factory, worker_id, parity_file, pipeline_file) -> CompiledBundles:
-    base = tmp_path_factory.getbasetemp()
-    folder = (base if worker_id == "master" else base.parent) / "bundles"  # xdist workers share the parent
-    folder.mkdir(exist_ok=True)
-    return CompiledBundles(folder, parity_file, pipeline_file)
+def compiled(tmp_path_factory, parity_file, pipeline_file) -> CompiledBundles:
+    return CompiledBundles(session_folder(tmp_path_factory, "bundles"), parity_file, pipeline_file)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from edge.backends import get_backend
@@ -15,6 +16,7 @@ from edge.bundle.bundle import open_bundle
 from edge.cli import app
 from edge.compile.graphs import build_graphs, prepare_graph
 from edge.models import get_preset
+from edge.quality.metrics import sqnr_db
 from edge.targets import load_target
 from tests.helpers import manifest_json, quant_modes, run_check_cli
 
@@ -102,21 +104,45 @@ def test_check_gates_every_mode_and_precision_orders_the_results(coreml_checks):
     assert unet["fp16"] > unet["int8"] > unet["palette4"] and unet["palette6"] > unet["palette4"]
 
 
-def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(coreml_bundles, tiny_unet, tiny_vae):
+@pytest.fixture(scope="module")
+def ios18_encoders(tiny_unet, tiny_vae, tmp_path_factory):
+    """The tiny encoder lowered as `--ios 18` asks, into an empty conversion cache: palette4, palette4 again
+    (converted by then), int8 (the same fp16 conversion compressed otherwise); {name: (conversion, package)}."""
+    encoder = build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)["encoder"]
+    graph = prepare_graph(encoder, load_target("coreml").rewrites, encoder.example_inputs())
+    cache = tmp_path_factory.mktemp("coreml-cache")
+    lowered = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGE_CACHE", str(cache))
+        for name, quant in (("palette4", "palette4"), ("palette4 again", "palette4"), ("int8", "int8")):
+            result = get_backend("coreml").lower(graph, quant, [], (), {"ios": "18"})
+            lowered[name] = (result.report["conversion"], result.payload)
+    yield lowered, cache, graph
+    for _, package in lowered.values():
+        shutil.rmtree(package)
+
+
+def test_palettes_are_per_tensor_on_ios17_and_per_grouped_channel_on_ios18(coreml_bundles, ios18_encoders):
     def palettes(package):
         return [op.lut.val for op in mil_program(package).operations if op.op_type == "constexpr_lut_to_dense"]
 
     ios17 = palettes(open_bundle(coreml_bundles["palette4"]).graph_file("encoder"))
     assert ios17 and all(lut.size == 16 for lut in ios17)  # one 16-entry palette per weight tensor
-    encoder = build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)["encoder"]
-    graph = prepare_graph(encoder, load_target("coreml").rewrites, encoder.example_inputs())
-    lowered = get_backend("coreml").lower(graph, "palette4", [], (), {"ios": "18"})  # what --ios 18 asks for
-    try:
-        assert lowered.report["minimum_deployment_target"] == "iOS18"
-        ios18 = palettes(lowered.payload)  # one 16-entry palette per group of 16 output channels
-        assert ios18 and all(lut.shape[-2] == 16 for lut in ios18) and max(lut.shape[0] for lut in ios18) > 1
-    finally:
-        shutil.rmtree(lowered.payload)
+    lowered, _, _ = ios18_encoders
+    ios18 = palettes(lowered["palette4"][1])  # one 16-entry palette per group of 16 output channels
+    assert ios18 and all(lut.shape[-2] == 16 for lut in ios18) and max(lut.shape[0] for lut in ios18) > 1
+
+
+def test_compressed_modes_compress_one_cached_conversion_and_do_not_depend_on_it(ios18_encoders):
+    lowered, cache, graph = ios18_encoders
+    inputs = graph.example_inputs
+    assert [conversion for conversion, _ in lowered.values()] == ["converted", "cached", "cached"]
+    assert len(list((cache / "coreml").glob("*.mlpackage"))) == 1 and not list((cache / "coreml").glob(".*"))
+    fresh, cached = (load_package(lowered[name][1])(*inputs) for name in ("palette4", "palette4 again"))
+    assert torch.equal(fresh, cached)  # the same program whether the conversion was cached or not
+    with torch.no_grad():
+        reference = graph.module(*inputs)
+    assert sqnr_db(reference, load_package(lowered["int8"][1])(*inputs)) > 25  # int8 weights, not palettes
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -1,10 +1,13 @@
-"""What several backends share: calibration striding, and reading ExecuTorch edge programs.
+"""What several backends share: calibration striding, cache keys of prepared graphs, and reading ExecuTorch
+edge programs.
 
 Not a backend itself: backends import it, never each other.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from importlib.metadata import version
 
@@ -18,6 +21,20 @@ def strided(calibration: Calibration, most: int) -> list[Sample]:
     """At most `most` samples, evenly strided over the recordings so that every timestep stays represented."""
     stride = max(1, -(-len(calibration) // most))
     return list(calibration)[::stride]
+
+
+def graph_digest(graph: PreparedGraph, *tools: str) -> str:
+    """What a conversion of the graph depends on: module structure, every parameter and buffer, input shapes,
+    and the versions of torch and of the named tool distributions (the key of a backend's conversion cache)."""
+    digest = hashlib.sha256()
+    digest.update(repr(graph.module).encode())
+    digest.update(json.dumps([list(t.shape) for t in graph.example_inputs]).encode())
+    digest.update(json.dumps([torch.__version__, *(version(tool) for tool in tools)]).encode())
+    for name, tensor in [*graph.module.named_parameters(), *graph.module.named_buffers()]:
+        digest.update(name.encode())
+        digest.update(json.dumps(list(tensor.shape)).encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
 
 
 def count_call_nodes(program: torch.export.ExportedProgram | torch.fx.GraphModule) -> int:

@@ -2,7 +2,8 @@
 
 Stages (each takes one object and returns the next):
   PreparedGraph --export + core-ATen decompositions--> ExportedProgram
-  --ct.convert (mlprogram, iOS 17/18, compute precision)--> MLModel
+  --ct.convert (mlprogram, iOS 17/18, compute precision)--> MLModel (cached by graph digest: every mode but
+  fp32 compresses the same fp16 conversion, so compiling them all converts once)
   --compress (weights: int8 / k-means palettes; activations: int8 from calibration)--> MLModel
   --save--> .mlpackage folder
 
@@ -38,10 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.backends.common import count_call_nodes, strided
+from edge.backends.common import graph_digest, strided
 from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.cache import cache_dir
 from edge.compile.graphs import PreparedGraph
 from edge.errors import EdgeError
+from edge.files import write_folder_atomically
 
 QUANT_MODES = {
     "fp16": "fp16 weights and activations (the Neural Engine's precision)",
@@ -83,7 +86,7 @@ def _time_only(op, memo: dict[str, bool]) -> bool:
     return result
 
 
-def _converted(program: torch.export.ExportedProgram, graph: PreparedGraph, fp16: bool, ios: str):
+def _converted(graph: PreparedGraph, fp16: bool, ios: str):
     import coremltools as ct
 
     precision = ct.precision.FLOAT32
@@ -93,8 +96,27 @@ def _converted(program: torch.export.ExportedProgram, graph: PreparedGraph, fp16
     inputs = [ct.TensorType(name=spec.name, shape=spec.shape, dtype=np.float32) for spec in graph.inputs]
     outputs = [ct.TensorType(name=spec.name, dtype=np.float32) for spec in graph.outputs]
     target = ct.target.iOS18 if ios == "18" else ct.target.iOS17
-    return ct.convert(program, convert_to="mlprogram", inputs=inputs, outputs=outputs, minimum_deployment_target=target,
-                      compute_precision=precision, skip_model_load=True)
+    return ct.convert(_exported(graph), convert_to="mlprogram", inputs=inputs, outputs=outputs,
+                      minimum_deployment_target=target, compute_precision=precision, skip_model_load=True)
+
+
+def converted_model(graph: PreparedGraph, fp16: bool, ios: str):
+    """(the graph converted by coremltools, whether the conversion came from $EDGE_CACHE/coreml). Either way
+    the model is the saved package read back, so that a bundle does not depend on the cache's state."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto import load as milproto_to_pymil
+
+    precision = "fp16" if fp16 else "fp32"
+    path = cache_dir() / "coreml" / f"{graph.name}-{graph_digest(graph, 'coremltools')}-{precision}-ios{ios}.mlpackage"
+    cached = path.is_dir()
+    if not cached:
+        model = _converted(graph, fp16, ios)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_folder_atomically(path, lambda tmp: model.save(str(tmp)))
+    saved = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = saved.get_spec()
+    program = milproto_to_pymil.load(spec, spec.specificationVersion, saved.weights_dir)
+    return ct.models.MLModel(str(path), skip_model_load=True, mil_program=program), cached
 
 
 def _time_path_ops(model) -> dict[str, None]:
@@ -201,12 +223,10 @@ class CoremlBackend:
         if float_modules:
             raise EdgeError("coreml: mixed-precision recipes are not supported yet (they name XNNPACK modules)")
         started = time.perf_counter()
-        program = _exported(graph)
-        exported_nodes = count_call_nodes(program)
         samples = [{spec.name: t.numpy() for spec, t in zip(graph.inputs, sample)}
                    for sample in strided(calibration, MAX_CALIBRATION_SAMPLES)] if quant == "w8a8" else []
         with contextlib.redirect_stderr(io.StringIO()):  # coremltools' per-pass tqdm bars; edge shows its own progress
-            model = _converted(program, graph, fp16=quant != "fp32", ios=ios)
+            model, cached = converted_model(graph, fp16=quant != "fp32", ios=ios)
             converted_histogram = _histogram(model)
             if quant == "w8a8":
                 model = _activations_quantized(model, samples)
@@ -218,7 +238,7 @@ class CoremlBackend:
         package = Path(tempfile.mkdtemp(prefix=f"edge-coreml-{graph.name}-", suffix=".mlpackage"))
         model.save(str(package))  # handed over: the bundle writer moves it into the bundle
         report = {"minimum_deployment_target": f"iOS{ios}", "compute_units": COMPUTE_UNITS.get(graph.name, "ALL"),
-                  "exported_nodes": exported_nodes, "converted_ops": converted_histogram, "ops": histogram,
+                  "conversion": "cached" if cached else "converted", "converted_ops": converted_histogram, "ops": histogram,
                   "ops_not_on_neural_engine": {op: n for op, n in histogram.items() if op in NOT_ON_NEURAL_ENGINE},
                   "rank5_tensors": _rank5_count(model), "calibration_samples": len(samples),
                   "seconds": round(time.perf_counter() - started, 1),

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
-import json
 import os
 import re
 import sys
@@ -38,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.backends.common import strided
+from edge.backends.common import graph_digest, strided
 from edge.backends.contract import Calibration, LoweredGraph, Program
 from edge.backends.tflite.npu import NpuTarget, compile_for_npu, npu_target
 from edge.cache import cache_dir
@@ -72,21 +70,6 @@ def signature_input_names(count: int) -> list[str]:
 
 # --- stage 1: fp32 conversion, cached -------------------------------------------------------------
 
-def graph_digest(graph) -> str:
-    """What the fp32 flatbuffer depends on: module structure, every parameter and buffer, input shapes, tools."""
-    from importlib.metadata import version
-
-    digest = hashlib.sha256()
-    digest.update(repr(graph.module).encode())
-    digest.update(json.dumps([list(t.shape) for t in graph.example_inputs]).encode())
-    digest.update(version("litert-torch").encode())
-    for name, tensor in [*graph.module.named_parameters(), *graph.module.named_buffers()]:
-        digest.update(name.encode())
-        digest.update(json.dumps(list(tensor.shape)).encode())
-        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
 def convert_fp32(graph) -> bytes:
     import litert_torch
 
@@ -111,7 +94,7 @@ def _quiet_conversion():
 
 def fp32_flatbuffer(graph) -> tuple[bytes, bool]:
     """(the graph converted to an fp32 flatbuffer, whether it came from $EDGE_CACHE/tflite)."""
-    path = cache_dir() / "tflite" / f"{graph.name}-{graph_digest(graph)}.tflite"
+    path = cache_dir() / "tflite" / f"{graph.name}-{graph_digest(graph, 'litert-torch')}.tflite"
     if path.is_file():
         return path.read_bytes(), True
     payload = convert_fp32(graph)
