@@ -17,7 +17,6 @@ from edge.errors import EdgeError
 from edge.quality.gates import parse_threshold
 
 SUPPORTED_UNET_BATCH = 2  # CFG as one batch-2 UNet call; two batch-1 calls are not built yet
-TARGETS_DIR = Path(os.environ.get("EDGE_TARGETS_DIR", Path(__file__).resolve().parents[1] / "targets"))
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,17 @@ def _read(path: Path) -> TargetProfile:
     return profile
 
 
+def targets_dir() -> Path:
+    """$EDGE_TARGETS_DIR, else the repository's targets/."""
+    return Path(os.environ.get("EDGE_TARGETS_DIR", Path(__file__).resolve().parents[1] / "targets"))
+
+
 def list_targets() -> list[TargetProfile]:
-    return [_read(path) for path in sorted(TARGETS_DIR.glob("*.toml"))]
+    return [_read(path) for path in sorted(targets_dir().glob("*.toml"))]
 
 
 def load_target(name: str) -> TargetProfile:
-    path = TARGETS_DIR / f"{name}.toml"
+    path = targets_dir() / f"{name}.toml"
     if not name.replace("-", "").replace("_", "").isalnum() or not path.is_file():
         names = ", ".join(t.name for t in list_targets())
         raise EdgeError(f"unknown target '{name}': choose one of {names}")

@@ -72,6 +72,19 @@ def test_verify_passes_and_catches_corruption(tiny_bundles, tmp_path):
     assert result.exit_code == 1 and "unet.pte does not match its sha256" in result.stdout
 
 
+@pytest.mark.parametrize("backend", ["coreml", "os.path"])
+def test_a_bundle_does_not_choose_the_code_that_runs_it(tiny_bundles, tmp_path, backend):
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(tiny_bundles["fp32"], relabelled)
+    manifest = json.loads((relabelled / "manifest.json").read_text())
+    manifest["backend"] = backend  # the target stays xnnpack, whose backend runs the bundle or nothing does
+    (relabelled / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["verify", str(relabelled)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: {relabelled}: the manifest says backend '{backend}', target xnnpack is "
+                                     "backend 'xnnpack'")
+
+
 def test_inpaint_runs_a_bundle(tiny_bundles, tmp_path):
     image = REPO / "calib_data" / "images" / "chelsea.png"
     mask = REPO / "calib_data" / "masks" / "chelsea.png"

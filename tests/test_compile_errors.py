@@ -101,6 +101,6 @@ def test_write_failure_becomes_one_error(tmp_path, monkeypatch):
 def test_bad_target_profile_is_one_error(tmp_path, monkeypatch, body, expected):
     header = 'name = "odd"\nbackend = "xnnpack"\ndescription = "x"\nartifact = ".pte"\nruns_here = true\n'
     (tmp_path / "odd.toml").write_text(header + body)
-    monkeypatch.setattr("edge.targets.TARGETS_DIR", tmp_path)
+    monkeypatch.setenv("EDGE_TARGETS_DIR", str(tmp_path))
     with pytest.raises(EdgeError, match=f"odd.toml: {expected}"):
         load_target("odd")

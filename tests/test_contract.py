@@ -9,6 +9,11 @@ end-to-end tolerance of the fp32 torch pipeline.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from edge.backends import get_backend
@@ -59,3 +64,64 @@ def test_bundle_keeps_the_contract(compiled, tiny_unet, tiny_vae, pipeline_case,
     assert result.self_check == "ran"
     _, error = inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case)
     assert error <= profile.tolerance[quant]
+
+
+TOY_BACKEND = '''"""A target planted by tests/test_contract.py: the prepared graph as a torch.export program, run by torch."""
+import io
+
+import torch
+
+from edge.backends.contract import LoweredGraph
+
+
+class ExportedProgramBackend:
+    name = "toy_target.backend"
+    quant_modes = {"fp32": "the exported program as it is"}
+    options = {}
+
+    def lower(self, graph, quant, calibration, float_modules=(), options=None):
+        buffer = io.BytesIO()
+        torch.export.save(torch.export.export(graph.module, graph.example_inputs, strict=False), buffer)
+        return LoweredGraph(graph.name, buffer.getvalue(), ["all"], {})
+
+    def load(self, path):
+        return torch.export.load(str(path)).module()
+
+    def versions(self):
+        return {"torch": torch.__version__}
+
+
+BACKEND = ExportedProgramBackend()
+'''
+TOY_PROFILE = """name = "toy"
+backend = "toy_target.backend"
+description = "torch.export programs run by torch (planted by a test)"
+artifact = ".pt2"
+default_quant = "fp32"
+runs_here = true
+
+[tolerance]
+fp32 = 1e-4
+"""
+
+
+def test_a_new_target_is_picked_up_by_itself(tmp_path):
+    """A profile and a backend, nothing else: this very file, run on a targets folder holding only them, compiles
+    the new target's bundle and holds it to the whole contract."""
+    (tmp_path / "toy_target").mkdir()
+    (tmp_path / "toy_target" / "__init__.py").write_text("")
+    (tmp_path / "toy_target" / "backend.py").write_text(TOY_BACKEND)
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "toy.toml").write_text(TOY_PROFILE)
+    environment = {**os.environ, "EDGE_TARGETS_DIR": str(tmp_path / "targets"),
+                   "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    for xdist_variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
+        environment.pop(xdist_variable, None)
+    done = subprocess.run([sys.executable, "-m", "pytest", __file__, "-k", "not picked_up", "-p", "no:xdist",
+                           "-p", "no:cacheprovider",
+                           "-o", "addopts=-p no:logging", "-rA", "--basetemp", str(tmp_path / "session")],
+                          cwd=Path(__file__).parents[1], env=environment, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    passed = {line.split("::")[-1] for line in done.stdout.splitlines() if line.startswith("PASSED ")}
+    assert passed == {"test_profile_and_backend_agree[toy]", "test_bundle_keeps_the_contract[toy-fp32]"}, \
+        done.stdout[-3000:]

@@ -30,7 +30,7 @@ class LoweredGraph:
     name: str
     payload: bytes | Path  # the artifact file's content, or a folder artifact (handed over: moved into the bundle)
     float_ops: list[str]  # ops the quant mode left in floating point
-    report: dict = field(default_factory=dict)  # partitions, ops outside delegates, seconds, ... (backend-specific)
+    report: dict = field(default_factory=dict)  # partitions, ops outside delegates, ... (backend-specific)
 
 
 @runtime_checkable
@@ -91,25 +91,24 @@ class InspectsPrograms(Protocol):
     def inspect(self, path: Path) -> InspectionResult: ...
 
 
-TORCH_PROXY = "torch"  # NumericsProxy.backend: the prepared graphs themselves, run in torch (nothing lowered)
-
-
 @dataclass(frozen=True)
 class NumericsProxy:
-    backend: str  # the backend whose lowering of the same prepared graphs is measured instead, or TORCH_PROXY
-    quant: str  # in this quant mode (a float one: no calibration)
+    """What `edge check` measures for a target with no runtime here: the bundle's graphs prepared as it records
+    them (same export, same rewrites) and run in torch fp32; `why` says so, and what that leaves out."""
+
     why: str
 
     def to_json(self) -> dict:
-        return {"backend": self.backend, "quant": self.quant, "why": self.why}
+        return {"backend": "torch", "quant": "fp32", "why": self.why}
 
-    def measured_as(self) -> str:
-        return f"run in torch {self.quant}" if self.backend == TORCH_PROXY else f"lowered for {self.backend} {self.quant}"
+    @staticmethod
+    def measured_as() -> str:
+        return "run in torch fp32"
 
 
 @runtime_checkable
 class HasNumericsProxy(Protocol):
-    """`edge check` for a target with no runtime here: which backend's numerics stand in for it."""
+    """`edge check` for a target with no runtime here: the prepared graphs in torch stand in for it, and why."""
 
     numerics_proxy: NumericsProxy
 

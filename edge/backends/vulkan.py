@@ -18,19 +18,17 @@ minutes of lowering per check.)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from edge.backends.common import delegation_report, executorch_export, executorch_versions
-from edge.backends.contract import TORCH_PROXY, Calibration, InspectionResult, LoweredGraph, NumericsProxy, Program
+from edge.backends.contract import Calibration, InspectionResult, LoweredGraph, NumericsProxy, Program
 from edge.compile.graphs import PreparedGraph
 from edge.errors import EdgeError
 
 QUANT_MODES = {"fp16": "the GPU computes in fp16 (inputs and outputs fp32)", "fp32": "the GPU computes in fp32"}
 DELEGATE_ID = "VulkanBackend"
-NUMERICS_PROXY = NumericsProxy(TORCH_PROXY, "fp32",
-                               "no Vulkan runtime on this machine: numerics are those of the same prepared graphs "
+NUMERICS_PROXY = NumericsProxy("no Vulkan runtime on this machine: numerics are those of the same prepared graphs "
                                "(same export, same rewrites) run in torch fp32; fp16 GPU rounding is not simulated")
 
 
@@ -47,12 +45,11 @@ class VulkanBackend:
 
         if float_modules:
             raise EdgeError("vulkan does not take mixed-precision recipes (its modes are float)")
-        started = time.perf_counter()
         program = executorch_export(graph)
         edge = to_edge_transform_and_lower(program, partitioner=[VulkanPartitioner({"force_fp16": quant == "fp16"})])
         report = delegation_report(edge)
         payload = edge.to_executorch().buffer
-        report.update({"numerics_proxy": NUMERICS_PROXY.to_json(), "seconds": round(time.perf_counter() - started, 1)})
+        report["numerics_proxy"] = NUMERICS_PROXY.to_json()
         return LoweredGraph(graph.name, payload, ["all (fp32)"] if quant == "fp32" else ["none (fp16 compute)"], report)
 
     def inspect(self, path: Path) -> InspectionResult:

@@ -18,7 +18,6 @@ mixed-precision recipe (`edge compile --recipe`) names more modules to keep fp32
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -116,7 +115,6 @@ class XnnpackBackend:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        started = time.perf_counter()
         program = executorch_export(graph)
         calibration = strided(calibration, MAX_CALIBRATION_SAMPLES)
         if quant != "fp32":
@@ -127,8 +125,7 @@ class XnnpackBackend:
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         report = delegation_report(edge)
         payload = edge.to_executorch().buffer
-        report.update({"exported_nodes": exported_nodes, "calibration_samples": len(calibration) if quant != "fp32" else 0,
-                       "seconds": round(time.perf_counter() - started, 1)})
+        report.update({"exported_nodes": exported_nodes, "calibration_samples": len(calibration) if quant != "fp32" else 0})
         return LoweredGraph(graph.name, payload, _float_ops(quant), report)
 
     def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):

@@ -10,17 +10,28 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from edge.backends.contract import Backend
 from edge.bundle.manifest import MANIFEST, Manifest
 from edge.errors import EdgeError
 from edge.files import read_json
 from edge.models.weights import file_sha256
 from edge.pipeline.loop import SamplingPlan
+from edge.targets import load_target
 
 
 @dataclass(frozen=True)
 class Bundle:
     path: Path
     manifest: Manifest
+
+    def backend(self) -> Backend:
+        """The backend that runs this bundle: its target profile's, which must be the one the manifest names (the
+        code that runs a bundle is chosen here, never by the bundle)."""
+        profile = load_target(self.manifest.target)
+        if profile.backend.name != self.manifest.backend:
+            raise EdgeError(f"{self.path}: the manifest says backend {self.manifest.backend!r}, target "
+                            f"{profile.name} is backend {profile.backend.name!r}")
+        return profile.backend
 
     def graph_file(self, name: str) -> Path:
         return self.path / self.manifest.graphs[name].file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from edge.backends import get_backend
 from edge.bundle.bundle import Bundle
 from edge.compile.graphs import GRAPH_NAMES
 from edge.pipeline.loop import CallableGraphs
@@ -12,5 +11,5 @@ class BundleGraphs(CallableGraphs):
     """A bundle's three programs in their runtime, as InpaintGraphs for the shared sampling loop."""
 
     def __init__(self, bundle: Bundle):
-        backend = get_backend(bundle.manifest.backend)
+        backend = bundle.backend()
         super().__init__(*(backend.load(bundle.graph_file(name)) for name in GRAPH_NAMES))

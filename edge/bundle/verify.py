@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edge.backends import get_backend
 from edge.backends.contract import InspectsPrograms
 from edge.bundle.bundle import Bundle
 from edge.compile.graphs import GRAPH_NAMES
@@ -33,7 +32,7 @@ class VerifyResult:
 
 def verify_bundle(bundle: Bundle, runs_here: bool) -> VerifyResult:
     problems = bundle.hash_problems()
-    backend = get_backend(bundle.manifest.backend)
+    backend = bundle.backend()
     if problems or not runs_here and not isinstance(backend, InspectsPrograms):
         why = "hash mismatch" if problems else "no runtime for this target here"
         return VerifyResult(str(bundle.path), problems, f"skipped: {why}", not problems)

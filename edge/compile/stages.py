@@ -15,6 +15,7 @@ Each stage is a short function that takes the previous stage's typed object and 
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -119,7 +120,9 @@ def lower(job: CompileJob, prepared: Prepared, staging: BundleWriter, say: Say, 
         graph = prepare_graph(prepared.graphs[name], job.target.rewrites, golden_inputs[name])
         float_modules = job.recipe.modules_for(name) if job.recipe else ()
         say(f"lowering {name} ({job.quant}{', recipe' if float_modules else ''}) for {job.target.name}")
+        started = time.perf_counter()
         result = backend.lower(graph, job.quant, prepared.calibration[name], float_modules, job.options)
+        result.report["seconds"] = round(time.perf_counter() - started, 1)
         if job.npu is not None:
             result = backend.for_npu(result, job.npu)
         path = staging.write(f"{name}{job.target.artifact}", result.payload)

@@ -1,6 +1,6 @@
 """`edge profile --device local`: a bundle's latency and memory on this machine, per graph and end to end.
 
-Every graph runs on its golden inputs through the bundle's backend (`get_backend(...).load`, so any
+Every graph runs on its golden inputs through the bundle's backend (`Bundle.backend().load`, so any
 bundle kind whose runtime exists here works): load time, first call, warm-up, timed runs, peak RSS;
 then the full inpaint (2 encodes, one CFG UNet call per sampling step, 1 decode) on the golden image
 with a centred square mask. A backend with an `op_profile` method adds the top ops of each graph;
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from edge.backends import get_backend
 from edge.backends.contract import ProfilesOps, SetsThreads
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.compile.graphs import GRAPH_NAMES
@@ -30,7 +29,6 @@ from edge.files import write_text_atomically
 from edge.pipeline.loop import CallableGraphs, inpaint_tensors, start_noise
 
 PROFILES_FOLDER = "profiles"  # inside the bundle; not in the manifest's file list, so edge verify ignores it
-INTERPRETED = {"coreml": "Core ML run by edge's MIL interpreter (edge.backends.coreml.interpreter) on this host: not a device speed"}
 
 
 @dataclass
@@ -139,16 +137,17 @@ def profile_local(request: LocalRequest, say: Callable[[str], None] = lambda lin
     """The whole local profile as one JSON-able dict (see README "Profiling")."""
     bundle = open_bundle(request.bundle)
     manifest, settings = bundle.manifest, request.settings
-    backend = get_backend(manifest.backend)
+    backend = bundle.backend()
     warnings: list[str] = []
     _apply_threads(backend, settings.threads, warnings)
     result = {"bundle": str(bundle.path), "model": manifest.model, "target": manifest.target,
               "backend": manifest.backend, "quant": manifest.quant, "device": host_description(),
               "runtime": f"{manifest.backend} (Python)", "settings": settings.to_json(),
               "started": datetime.now(UTC).isoformat(timespec="seconds"), "graphs": {}}
-    if manifest.backend in INTERPRETED:
-        result["interpreted"] = INTERPRETED[manifest.backend]
-        warnings.append(INTERPRETED[manifest.backend])
+    emulator = manifest.tools.get("runs_here_with")  # a backend that runs here in an emulator says so
+    if emulator:
+        result["interpreted"] = f"{manifest.target} run by {emulator} on this host: not a device speed"
+        warnings.append(result["interpreted"])
     for index, name in enumerate(request.graphs):
         if index:
             cool_down(settings)

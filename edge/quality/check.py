@@ -18,9 +18,7 @@ end-to-end comparison runs both whole pipelines from the same start noise (seed 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from edge.backends import get_backend
-from edge.backends.contract import TORCH_PROXY, HasNumericsProxy, NumericsProxy
+from edge.backends.contract import HasNumericsProxy, NumericsProxy
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.bundle.runner import BundleGraphs
 from edge.compile.calibration import DEFAULT_CALIB_DIR, ImagePair, find_pairs, split_pairs
@@ -224,7 +221,7 @@ class CheckPlan:
     pairs: list[ImagePair]
     evaluation: dict
     notices: list[str]
-    proxy: NumericsProxy | None = None  # numerics measured on another backend's lowering (HasNumericsProxy)
+    proxy: NumericsProxy | None = None  # numerics of the prepared graphs in torch instead (HasNumericsProxy)
 
 
 def plan_check(request: CheckRequest) -> CheckPlan:
@@ -256,32 +253,20 @@ def plan_check(request: CheckRequest) -> CheckPlan:
 
 
 def numerics_proxy(bundle: Bundle) -> NumericsProxy:
-    """For a target with no runtime here: the backend its bundles are measured on instead (the target's backend
-    names it, with a quant mode and why), else EdgeError."""
-    backend = get_backend(bundle.manifest.backend)
+    """For a target with no runtime here: its backend's numerics proxy (what stands in for running the bundle,
+    and why), else EdgeError."""
+    backend = bundle.backend()
     if not isinstance(backend, HasNumericsProxy):
         raise EdgeError(f"{bundle.path}: {bundle.manifest.target} bundles cannot run on this machine")
     return backend.numerics_proxy
 
 
-@contextlib.contextmanager
-def proxy_graphs(bundle: Bundle, graphs: dict, proxy: NumericsProxy, recordings: dict):
-    """The bundle's graphs prepared as it records (same rewrites), run in torch (TORCH_PROXY) or lowered by the
-    proxy backend in its float quant mode (no calibration) and loaded. recordings give each graph's example
-    inputs."""
+def proxy_graphs(bundle: Bundle, graphs: dict, recordings: dict) -> CallableGraphs:
+    """The bundle's graphs prepared as it records them (same rewrites), to run in torch: its numerics proxy.
+    recordings give each graph's example inputs."""
     prepared = {name: prepare_graph(graphs[name], tuple(bundle.manifest.graphs[name].recipe.rewrites),
                                     recordings[name][0]) for name in GRAPH_NAMES}
-    if proxy.backend == TORCH_PROXY:
-        yield CallableGraphs(*(prepared[name].module for name in GRAPH_NAMES))
-        return
-    backend = get_backend(proxy.backend)
-    with tempfile.TemporaryDirectory(prefix="edge-proxy-") as folder:
-        programs = []
-        for name in GRAPH_NAMES:
-            path = Path(folder) / f"{name}.proxy"
-            path.write_bytes(backend.lower(prepared[name], proxy.quant, ()).payload)
-            programs.append(backend.load(path))
-        yield CallableGraphs(*programs)
+    return CallableGraphs(*(prepared[name].module for name in GRAPH_NAMES))
 
 
 def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
@@ -291,13 +276,12 @@ def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
     say(f"recording the fp32 pipeline on {len(pairs)} held-out pair(s)")
     prepared = prepare(models, bundle.sampling_plan(), [], pairs)
     graphs, recordings = prepared.graphs, prepared.held_out
-    with contextlib.ExitStack() as stack:
-        if check.proxy:
-            say(f"numerics proxy: the prepared graphs {check.proxy.measured_as()}")
-            candidate = stack.enter_context(proxy_graphs(bundle, graphs, check.proxy, recordings))
-        else:
-            candidate = BundleGraphs(bundle)
-        return _measure(check, prepared.plan, TorchGraphs(graphs), candidate, recordings, say, on_step)
+    if check.proxy:
+        say(f"numerics proxy: the prepared graphs {check.proxy.measured_as()}")
+        candidate = proxy_graphs(bundle, graphs, recordings)
+    else:
+        candidate = BundleGraphs(bundle)
+    return _measure(check, prepared.plan, TorchGraphs(graphs), candidate, recordings, say, on_step)
 
 
 def _measure(check: CheckPlan, plan: SamplingPlan, reference: CallableGraphs, candidate: CallableGraphs,

@@ -31,7 +31,6 @@ import contextlib
 import io
 import resource
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -222,7 +221,6 @@ class CoremlBackend:
         ios = (options or {}).get("ios", DEFAULT_IOS)
         if float_modules:
             raise EdgeError("coreml: mixed-precision recipes are not supported yet (they name XNNPACK modules)")
-        started = time.perf_counter()
         samples = [{spec.name: t.numpy() for spec, t in zip(graph.inputs, sample)}
                    for sample in strided(calibration, MAX_CALIBRATION_SAMPLES)] if quant == "w8a8" else []
         with contextlib.redirect_stderr(io.StringIO()):  # coremltools' per-pass tqdm bars; edge shows its own progress
@@ -241,7 +239,6 @@ class CoremlBackend:
                   "conversion": "cached" if cached else "converted", "converted_ops": converted_histogram, "ops": histogram,
                   "ops_not_on_neural_engine": {op: n for op, n in histogram.items() if op in NOT_ON_NEURAL_ENGINE},
                   "rank5_tensors": _rank5_count(model), "calibration_samples": len(samples),
-                  "seconds": round(time.perf_counter() - started, 1),
                   "process_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
         return LoweredGraph(graph.name, package, _float_ops(quant), report)
 

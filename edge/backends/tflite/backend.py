@@ -311,8 +311,7 @@ class TfliteBackend:
         report = {"partitions": xnnpack_partitions(payload), "ops": sum(ops.values()),
                   "op_histogram": dict(ops.most_common()),
                   "fp32_conversion": "cached" if cached else f"{converted - started:.1f} s",
-                  "calibration_samples": len(calibration),
-                  "seconds": round(time.perf_counter() - started, 1)}
+                  "calibration_samples": len(calibration)}
         return LoweredGraph(graph.name, payload, float_islands(payload, quant, kept_float), report)
 
     def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):
