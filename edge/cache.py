@@ -1,4 +1,4 @@
-"""Where edge keeps what it can rebuild: calibration recordings, LiteRT conversions, the native runner."""
+"""Where edge keeps what it can rebuild: calibration recordings, LiteRT and Core ML conversions, the native runner."""
 
 from __future__ import annotations
 
