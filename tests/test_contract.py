@@ -118,8 +118,7 @@ def test_a_new_target_is_picked_up_by_itself(tmp_path):
     for xdist_variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
         environment.pop(xdist_variable, None)
     done = subprocess.run([sys.executable, "-m", "pytest", __file__, "-k", "not picked_up", "-p", "no:xdist",
-                           "-p", "no:cacheprovider",
-                           "-o", "addopts=-p no:logging", "-rA", "--basetemp", str(tmp_path / "session")],
+                           "-p", "no:cacheprovider", "-rA", "--basetemp", str(tmp_path / "session")],
                           cwd=Path(__file__).parents[1], env=environment, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     passed = {line.split("::")[-1] for line in done.stdout.splitlines() if line.startswith("PASSED ")}

@@ -1,5 +1,6 @@
 """The Core ML program interpreter against torch: tiny Moebius graphs converted by coremltools (fp32 and
-fp16 programs, as the Core ML backend converts them), compressed weights of every constexpr form, w8a8 activation quantization, errors."""
+fp16 programs, as the Core ML backend converts them), compressed weights of every constexpr form, w8a8
+activation quantization, errors."""
 
 from __future__ import annotations
 
