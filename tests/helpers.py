@@ -12,6 +12,7 @@ import pytest
 from edge.targets import load_target
 
 REPO = Path(__file__).resolve().parents[1]
+PARENT_CACHE = "EDGE_TEST_PARENT_CACHE"  # a pytest sub-session started by a test uses this EDGE_CACHE
 MOEBIUS_FACTS = Path(os.environ.get("EDGE_MOEBIUS_FACTS", REPO / "tests" / "fixtures" / "moebius"))
 
 
@@ -33,9 +34,9 @@ def manifest_json(bundle: Path) -> dict:
     return json.loads((Path(bundle) / "manifest.json").read_text())
 
 
-def inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case):
-    """The bundle's inpaint of the pipeline case (its own sampling plan), and the max abs difference of its
-    image in [0, 1] from the torch pipeline's with the same inputs and start noise."""
+def inpaint_against_torch(bundle, unet, vae, pipeline_case):
+    """The bundle's inpaint of the pipeline case's inputs (its own sampling plan) and the torch pipeline's with
+    the same weights, inputs and start noise."""
     from edge.bundle.runner import BundleGraphs
     from edge.compile.graphs import build_graphs
     from edge.models import get_preset
@@ -43,9 +44,8 @@ def inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case):
 
     plan = bundle.sampling_plan()
     args = (pipeline_case["input.image"], pipeline_case["input.mask"], pipeline_case["input.noise"])
-    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset("moebius-tiny"), tiny_unet, tiny_vae)), plan, *args)
-    compiled = inpaint_tensors(BundleGraphs(bundle), plan, *args)
-    return compiled, (compiled.image01 - reference.image01).abs().max().item()
+    reference = inpaint_tensors(TorchGraphs(build_graphs(get_preset(bundle.manifest.model), unet, vae)), plan, *args)
+    return inpaint_tensors(BundleGraphs(bundle), plan, *args), reference
 
 
 @dataclass

@@ -46,10 +46,11 @@ def test_each_graph_is_one_delegate_partition(tiny_bundles, mode):
         assert all(op.startswith("dim_order_ops.") for op in graph["report"]["ops_outside_delegates"]), name
 
 
-def test_fp32_bundle_reproduces_the_published_pipeline_case(tiny_bundles, tiny_unet, tiny_vae, pipeline_case):
-    # every mode's end-to-end bound is the contract test's (tests/test_contract.py); fp32 also meets the fixture
-    compiled, _ = inpaint_against_torch(open_bundle(tiny_bundles["fp32"]), tiny_unet, tiny_vae, pipeline_case)
-    assert torch.allclose(compiled.latents, pipeline_case["output.latents"], rtol=0, atol=1e-3 * 27.2)
+def test_fp32_bundle_reproduces_the_torch_pipelines_latents(tiny_bundles, trained_unet, trained_vae, pipeline_case):
+    # every mode's end-to-end bound on the picture is the contract test's (tests/test_contract.py); fp32 also
+    # keeps the final latents, before the decoder, within 1e-3 of their scale (the bound the published case had)
+    compiled, reference = inpaint_against_torch(open_bundle(tiny_bundles["fp32"]), trained_unet, trained_vae, pipeline_case)
+    assert torch.allclose(compiled.latents, reference.latents, rtol=0, atol=1e-3 * reference.latents.abs().max().item())
 
 
 def test_quantized_unet_is_smaller(tiny_bundles):

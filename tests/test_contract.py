@@ -22,7 +22,7 @@ from edge.bundle.bundle import open_bundle
 from edge.bundle.verify import verify_bundle
 from edge.compile.graphs import GRAPH_NAMES
 from edge.targets import list_targets
-from tests.helpers import inpaint_against_torch, manifest_json
+from tests.helpers import PARENT_CACHE, inpaint_against_torch, manifest_json
 
 TARGETS = {profile.name: profile for profile in list_targets()}
 CASES = [(name, mode) for name, profile in TARGETS.items() for mode in profile.quant_modes]
@@ -40,7 +40,7 @@ def test_profile_and_backend_agree(name):
 
 
 @pytest.mark.parametrize("target, quant", CASES)
-def test_bundle_keeps_the_contract(compiled, tiny_unet, tiny_vae, pipeline_case, target, quant):
+def test_bundle_keeps_the_contract(compiled, trained_unet, trained_vae, pipeline_case, target, quant):
     profile = TARGETS[target]
     path = compiled(target, quant)
     bundle = open_bundle(path)  # validates the manifest and checks every hash
@@ -62,8 +62,8 @@ def test_bundle_keeps_the_contract(compiled, tiny_unet, tiny_vae, pipeline_case,
         assert result.self_check.startswith("structural") and all(g["passed"] for g in result.graphs.values())
         return
     assert result.self_check == "ran"
-    _, error = inpaint_against_torch(bundle, tiny_unet, tiny_vae, pipeline_case)
-    assert error <= profile.tolerance[quant]
+    compiled_result, reference = inpaint_against_torch(bundle, trained_unet, trained_vae, pipeline_case)
+    assert (compiled_result.image01 - reference.image01).abs().max().item() <= profile.tolerance[quant]
 
 
 TOY_BACKEND = '''"""A target planted by tests/test_contract.py: the prepared graph as a torch.export program, run by torch."""
@@ -113,7 +113,7 @@ def test_a_new_target_is_picked_up_by_itself(tmp_path):
     (tmp_path / "toy_target" / "backend.py").write_text(TOY_BACKEND)
     (tmp_path / "targets").mkdir()
     (tmp_path / "targets" / "toy.toml").write_text(TOY_PROFILE)
-    environment = {**os.environ, "EDGE_TARGETS_DIR": str(tmp_path / "targets"),
+    environment = {**os.environ, "EDGE_TARGETS_DIR": str(tmp_path / "targets"), PARENT_CACHE: os.environ["EDGE_CACHE"],
                    "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     for xdist_variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
         environment.pop(xdist_variable, None)

@@ -54,8 +54,8 @@ def _quantized_layers_inside(program: torch.fx.GraphModule, modules: tuple[str, 
 
 
 @pytest.mark.slow  # records the calibration pipeline
-def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr(parity_file, pipeline_file):
-    models = load_models("moebius-tiny", parity_file, pipeline_file, 0)
+def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr():
+    models = load_models("moebius-tiny-trained", None, None, 0)
     prepared = prepare(models, default_sampling_plan(models.preset), *split_pairs(find_pairs(DEFAULT_CALIB_DIR)))
     samples = evaluation_samples(prepared.held_out["unet"], prepared.plan.schedule.steps)
     unet = prepare_graph(prepared.graphs["unet"], load_target("xnnpack").rewrites, samples[0])

@@ -190,19 +190,17 @@ def test_module_scope_regex_selects_exactly_that_module(tflite_bundles, tiny_une
 
 
 @pytest.fixture(scope="session")
-def tflite_sensitivity(tmp_path_factory, tflite_bundles, parity_file, pipeline_file):
-    """`edge sensitivity --target tflite` on the tiny model: the real quantizer and interpreter per variant."""
+def tflite_sensitivity(tmp_path_factory, tflite_bundles):
+    """`edge sensitivity --target tflite` on the trained tiny model: the real quantizer and interpreter per variant."""
     folder = tmp_path_factory.mktemp("tflite-sensitivity")
-    result = runner.invoke(app, ["sensitivity", "--target", "tflite", "--model", "moebius-tiny", "--weights",
-                                 str(parity_file), "--vae", str(pipeline_file), "--granularity", "block",
+    result = runner.invoke(app, ["sensitivity", "--target", "tflite", "--model", "moebius-tiny-trained", "--granularity", "block",
                                  "--calibration-samples", "4", "--float-fraction", "0.1", "-o",
                                  str(folder / "ranking.json"), "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), folder / "ranking.recipe.toml"
 
 
-def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity, tflite_bundles, parity_file,
-                                                              pipeline_file, tmp_path):
+def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity, tflite_bundles, tmp_path):
     payload, recipe_path = tflite_sensitivity
     ranking, quantized = payload["ranking"], payload["all_quantized_sqnr_db"]
     assert payload["target"] == "tflite" and len({row["group"] for row in ranking}) == 18
@@ -215,8 +213,8 @@ def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity
     assert recipe.target == "tflite" and float_modules
     assert recipe.expected["unet_sqnr_db"] > payload["all_quantized_sqnr_db"] + 1
     out = tmp_path / "mixed"
-    result = runner.invoke(app, ["compile", "--target", "tflite", "--model", "moebius-tiny", "--weights", str(parity_file),
-                                 "--vae", str(pipeline_file), "--recipe", str(recipe_path), "-o", str(out), "--json"])
+    result = runner.invoke(app, ["compile", "--target", "tflite", "--model", "moebius-tiny-trained", "--recipe",
+                                 str(recipe_path), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     mixed, plain = manifest_json(out)["graphs"]["unet"], manifest_json(tflite_bundles["int8"])["graphs"]["unet"]
     assert mixed["recipe"]["float_modules"] == float_modules

@@ -16,7 +16,7 @@ from torch import nn
 from edge.backends.contract import Sample
 from edge.compile.calibration import ImagePair, cached_recordings, pairs_digest, record
 from edge.compile.graphs import GRAPH_NAMES, GraphSpec, build_graphs
-from edge.models import Preset, WeightsIdentity, get_preset, load_unet, load_vae, weights_identity
+from edge.models import Preset, WeightsIdentity, default_weights, get_preset, load_unet, load_vae, weights_identity
 from edge.pipeline.loop import SamplingPlan, TorchGraphs, sampling_plan
 from edge.pipeline.schedule import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, ddim_schedule
 
@@ -39,6 +39,7 @@ class Models:
 
 def load_models(model: str, weights: Path | None, vae: Path | None, seed: int) -> Models:
     preset = get_preset(model)
+    weights, vae = default_weights(preset, weights, vae)
     unet_id, vae_id = weights_identity(weights, seed), weights_identity(vae, seed)
     return Models(preset, load_unet(preset, weights, seed), load_vae(preset, vae, seed), unet_id, vae_id)
 

@@ -167,7 +167,7 @@ def manifest(job: CompileJob, prepared: Prepared, lowered: Lowered, golden_sqnr:
                           TimeFeatures(TIME_FEATURES, tuple(plan.time_features.shape))),
         conditioning={"kind": "folded into the unet graph", "uncond_ids": list(range(tokens, 2 * tokens)),
                       "cond_ids": list(range(tokens))},
-        scaling_factor=preset.scaling_factor,
+        scaling_factor=float(prepared.models.vae.config.scaling_factor),
         preprocess={"image": "RGB resized to image_size x image_size (Lanczos), x / 127.5 - 1",
                     "mask": "binarised at 0.5 (white = fill), latent mask = nearest resize to latent_size",
                     "masked_image": "image * (1 - mask)",

@@ -14,8 +14,8 @@ from edge.models.presets import Preset, get_preset, preset_names
 from edge.models.unet import MoebiusUNet, cfg_input_ids, timestep_features
 from edge.models.weights import file_sha256, load_into, read_state_dict, resolve_checkpoint, select_prefixed
 
-__all__ = ["MoebiusUNet", "Preset", "WeightsIdentity", "cfg_input_ids", "get_preset", "load_unet", "load_vae",
-           "preset_names", "timestep_features", "weights_identity"]
+__all__ = ["MoebiusUNet", "Preset", "WeightsIdentity", "cfg_input_ids", "default_weights", "get_preset", "load_unet",
+           "load_vae", "preset_names", "timestep_features", "weights_identity"]
 
 DEFAULT_SEED = 0
 
@@ -45,9 +45,17 @@ def weights_identity(weights: Path | None, seed: int = DEFAULT_SEED) -> WeightsI
     return WeightsIdentity(str(weights), file_sha256(resolve_checkpoint(Path(weights))), None)
 
 
+def default_weights(preset: Preset, weights: Path | None, vae: Path | None) -> tuple[Path | None, Path | None]:
+    """(UNet, VAE) weights: those given, else the preset's shipped ones; None stands for seeded random weights."""
+    return (weights if weights is not None else preset.unet_weights,
+            vae if vae is not None else preset.vae_weights)
+
+
 def load_unet(preset: str | Preset, weights: Path | str | None = None, seed: int = DEFAULT_SEED) -> MoebiusUNet:
-    """The Moebius UNet in eval mode: published weights (.bin, .safetensors or folder) or seeded random ones."""
+    """The Moebius UNet in eval mode: published weights (.bin, .safetensors or folder), else the preset's shipped
+    ones, else seeded random ones."""
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    weights = weights if weights is not None else preset.unet_weights
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         unet = MoebiusUNet(preset.unet)
@@ -58,8 +66,10 @@ def load_unet(preset: str | Preset, weights: Path | str | None = None, seed: int
 
 
 def load_vae(preset: str | Preset, weights: Path | str | None = None, seed: int = DEFAULT_SEED) -> AutoencoderKL:
-    """The VAE in eval mode: a diffusers folder (config.json + weights), a state-dict file, or seeded random."""
+    """The VAE in eval mode: a diffusers folder (config.json + weights) or a state-dict file, else the preset's
+    shipped one, else seeded random."""
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    weights = weights if weights is not None else preset.vae_weights
     config = preset.vae
     if weights is not None and Path(weights).is_dir():
         config_file = Path(weights) / "config.json"

@@ -72,6 +72,7 @@ class CheckResult:
     pairs: list[PairOutcome]
     metrics: dict[str, float | list[float] | None]  # the gateable numbers (edge.quality.gates.METRICS)
     gates: list[GateResult]
+    ground_truth: dict[str, dict[str, float]]  # per metric, fp32 and bundle: mean over pairs against the input
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -83,7 +84,8 @@ class CheckResult:
         return json_safe({"bundle": str(self.bundle.path), "target": manifest.target, "quant": manifest.quant,
                           "model": manifest.model, "random_weights": manifest.weights.random,
                           "passed": self.passed, "gates": [g.to_json() for g in self.gates], "metrics": self.metrics,
-                          "graphs": self.graphs, "unet_steps": self.unet_steps, "evaluation": self.evaluation,
+                          "ground_truth": self.ground_truth, "graphs": self.graphs, "unet_steps": self.unet_steps,
+                          "evaluation": self.evaluation,
                           "pairs": [{"name": p.name, **p.metrics} for p in self.pairs], "notices": self.notices})
 
 
@@ -170,6 +172,9 @@ def picture_metrics(picture: Image.Image, mask: Image.Image, reference: Image.Im
     metrics = {"masked_psnr_db": psnr_db(ref, out, hole), "psnr_db": psnr_db(ref, out),
                "masked_ssim": ssim(ref, out, hole), "ssim": ssim(ref, out),
                "unmasked_max_abs": float(changed[untouched].max()) if untouched.any() else 0.0}
+    truth = to_tensor(picture)[0]  # what the hole held before it was masked
+    metrics.update({"fp32_truth_masked_psnr_db": psnr_db(truth, ref, hole), "truth_masked_psnr_db": psnr_db(truth, out, hole),
+                    "fp32_truth_masked_ssim": ssim(truth, ref, hole), "truth_masked_ssim": ssim(truth, out, hole)})
     if lpips is not None:
         rows, cols = crop_around(hole)
         metrics["lpips"] = float(lpips(ref[None], out[None]))
@@ -201,6 +206,14 @@ def summary_metrics(graphs: dict, unet_steps: list[dict], pairs: list[PairOutcom
     for name in ("lpips", "masked_lpips"):
         metrics[name] = max(p.metrics[name] for p in pairs) if name in pairs[0].metrics else None
     return metrics
+
+
+def ground_truth_metrics(pairs: list[PairOutcome]) -> dict[str, dict[str, float]]:
+    """The model's own error beside the bundle's: both pipelines' holes against the input's pixels, mean over
+    pairs. Quantization matters where it moves the bundle's number away from the fp32 one."""
+    return {name: {"fp32": float(np.mean([p.metrics[f"fp32_truth_{name}"] for p in pairs])),
+                   "bundle": float(np.mean([p.metrics[f"truth_{name}"] for p in pairs]))}
+            for name in ("masked_psnr_db", "masked_ssim")}
 
 
 def resolve_check_gates(request: CheckRequest, bundle: Bundle) -> dict[str, Threshold]:
@@ -301,4 +314,4 @@ def _measure(check: CheckPlan, plan: SamplingPlan, reference: CallableGraphs, ca
     outcomes = compare_pipelines(reference, candidate, plan, bundle.manifest.image_size, pairs, check.lpips, advance)
     metrics = summary_metrics(graph_metrics, unet_steps, outcomes)
     return CheckResult(bundle, check.evaluation, graph_metrics, unet_steps, outcomes, metrics,
-                       evaluate_gates(check.gates, metrics), check.notices)
+                       evaluate_gates(check.gates, metrics), ground_truth_metrics(outcomes), check.notices)

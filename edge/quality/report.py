@@ -125,6 +125,9 @@ def render_report(result: CheckResult) -> str:
     sections.append("<h2>Gates</h2>" + _table(["metric", "what", "threshold", "value", "status"], [
         [esc(g.metric), esc(METRICS[g.metric][1]), esc(g.threshold.describe()), _number(g.value), f"<span class='{g.status}'>{g.status}</span>"]
         for g in result.gates]))
+    sections.append("<h2>Against the true pixels of the holes (mean over pairs; not gated)</h2>" + _table(
+        ["metric", "fp32 model", "this bundle"],
+        [[esc(name), _number(v["fp32"]), _number(v["bundle"])] for name, v in result.ground_truth.items()]))
     sections.append("<h2>Per graph (fp32 pipeline's recorded held-out inputs)</h2>" + _table(
         ["graph", "SQNR dB", "max abs", "samples"],
         [[name, _number(g["sqnr_db"]), _number(g["max_abs"]), str(g["samples"])] for name, g in result.graphs.items()]))
