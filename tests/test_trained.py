@@ -70,7 +70,7 @@ def test_shipped_weights_reproduce_the_stored_outputs():
 
 @pytest.fixture(scope="module")
 def scores() -> dict[str, list[float]]:
-    return held_out_scores(TRAINED, find_pairs(EVAL_DATA))
+    return held_out_scores(TRAINED, "moebius-tiny", find_pairs(EVAL_DATA))
 
 
 def test_trained_model_inpaints_held_out_photographs_better_than_random_weights(scores):

@@ -40,21 +40,20 @@ def hole_psnr_db(picture: Image.Image, binary_mask: Image.Image, result: Image.I
     return psnr_db(to_tensor(picture)[0], to_tensor(result)[0], hole)
 
 
-def fp32_fills(preset_name: str, pairs: list[ImagePair], weights: str = "shipped") -> list[Image.Image]:
-    """The fp32 torch pipeline's result on each pair (start-noise seed = pair index), with the preset's shipped
-    weights or (weights="random") seeded random ones."""
+def fp32_fills(preset_name: str, pairs: list[ImagePair]) -> list[Image.Image]:
+    """The fp32 torch pipeline's result on each pair (start-noise seed = pair index), with the preset's default
+    weights (shipped, else seeded random)."""
     preset = get_preset(preset_name)
-    if weights == "random":
-        preset = get_preset(preset_name.removesuffix("-trained"))
     graphs = TorchGraphs(build_graphs(preset, load_unet(preset), load_vae(preset)))
     plan = default_sampling_plan(preset)
     return [inpaint_image(graphs, plan, preset.image_size, *pair.pictures(), seed=index)
             for index, pair in enumerate(pairs)]
 
 
-def held_out_scores(preset_name: str, pairs: list[ImagePair]) -> dict[str, list[float]]:
-    """Per pair, the hole's PSNR (dB) against the truth: the trained model, random weights, the blur fill."""
+def held_out_scores(trained: str, random: str, pairs: list[ImagePair]) -> dict[str, list[float]]:
+    """Per pair, the hole's PSNR (dB) against the truth: the trained preset, the same architecture with random
+    weights, the blur fill."""
     pictures = [pair.pictures() for pair in pairs]
-    return {"trained": [hole_psnr_db(*p, r) for p, r in zip(pictures, fp32_fills(preset_name, pairs), strict=True)],
-            "random": [hole_psnr_db(*p, r) for p, r in zip(pictures, fp32_fills(preset_name, pairs, "random"), strict=True)],
-            "blur_fill": [hole_psnr_db(*p, blur_fill(*p)) for p in pictures]}
+    scores = {name: [hole_psnr_db(*p, r) for p, r in zip(pictures, fp32_fills(preset, pairs), strict=True)]
+              for name, preset in (("trained", trained), ("random", random))}
+    return {**scores, "blur_fill": [hole_psnr_db(*p, blur_fill(*p)) for p in pictures]}
