@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from edge.pipeline.loop import NOISE_OFFSET
 from edge.pipeline.schedule import TRAIN_TIMESTEPS, reference_scheduler
 from edge.train.curves import plot_losses
 from edge.train.learning_rate import learning_rate
-from edge.train.state import load_state, save_state
+from edge.train.state import restore, save
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,12 @@ def train_unet(preset: Preset, pairs: dict[str, torch.Tensor], plan: UNetTrainin
     generator = torch.Generator().manual_seed(plan.seed)
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / "unet.state.pt"
-    state = load_state(checkpoint) or {"step": 0, "losses": []}
-    if state["step"]:
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimiser.load_state_dict(state["optimiser"])
-        generator.set_state(state["generator"])
+    parts = {"model": unet, "ema": ema, "optimiser": optimiser}
+    start, losses = restore(checkpoint, parts, generator)
     alphas_cumprod = reference_scheduler().alphas_cumprod  # (1000,) float32
     cond_ids = torch.arange(NUM_CONDITIONING_TOKENS)
     count = pairs["latents"].shape[0]
-    losses = state["losses"]
-    for step in range(state["step"], plan.steps):
+    for step in range(start, plan.steps):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, plan)
         index = torch.randint(count, (plan.batch,), generator=generator)
@@ -93,8 +88,6 @@ def train_unet(preset: Preset, pairs: dict[str, torch.Tensor], plan: UNetTrainin
         losses.append(loss.item())
         on_step(step + 1, plan.steps)
         if (step + 1) % plan.save_every == 0 or step + 1 == plan.steps:
-            save_state(checkpoint, {"step": step + 1, "losses": losses, "model": unet.state_dict(),
-                                    "ema": ema.state_dict(), "optimiser": optimiser.state_dict(),
-                                    "generator": generator.get_state(), "plan": asdict(plan)})
+            save(checkpoint, step + 1, losses, parts, generator, plan)
             plot_losses(losses, "UNet loss (min-SNR weighted epsilon MSE)", folder / "unet_loss.png")
     return ema.eval()

@@ -18,7 +18,7 @@ times cheaper than 128 px, and runs at 128 px. The latent scaling factor is meas
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ from edge.models import Preset
 from edge.train.crops import random_crops
 from edge.train.curves import plot_losses
 from edge.train.learning_rate import learning_rate
-from edge.train.state import load_state, save_state
+from edge.train.state import restore, save
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,10 @@ def train_vae(preset: Preset, images: list[torch.Tensor], plan: VAETraining, fol
     generator = torch.Generator().manual_seed(plan.seed)
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / "vae.state.pt"
-    state = load_state(checkpoint) or {"step": 0, "losses": []}
-    if state["step"]:
-        vae.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        generator.set_state(state["generator"])
+    parts = {"model": vae, "optimiser": optimiser}
+    start, losses = restore(checkpoint, parts, generator)
     vae.train()
-    losses = state["losses"]
-    for step in range(state["step"], plan.steps):
+    for step in range(start, plan.steps):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, plan)
         batch = random_crops(images, plan.batch, plan.crop, generator, vivid=True)  # (B, 3, crop, crop) in [-1, 1]
@@ -109,9 +105,7 @@ def train_vae(preset: Preset, images: list[torch.Tensor], plan: VAETraining, fol
         losses.append(loss.item())
         on_step(step + 1, plan.steps)
         if (step + 1) % plan.save_every == 0 or step + 1 == plan.steps:
-            save_state(checkpoint, {"step": step + 1, "losses": losses, "model": vae.state_dict(),
-                                    "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
-                                    "plan": asdict(plan)})
+            save(checkpoint, step + 1, losses, parts, generator, plan)
             plot_losses(losses, "VAE loss (L1 + chroma + latent colour + SSIM + KL)", folder / "vae_loss.png")
     vae.eval().requires_grad_(False)
     vae.register_to_config(scaling_factor=measured_scaling_factor(vae, images, preset.image_size, plan))
