@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,15 +13,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edge.errors import EdgeError
-from edge.files import require_folder, write_atomically, write_text_atomically
+from edge.files import require_writable, write_atomically, write_text_atomically
 
 app = typer.Typer(help="Compile, check and profile the Moebius inpainting model for phones.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err_console = Console(stderr=True)
 RESULT_SCHEMA = 1  # of every --json result (a bundle's manifest has its own: edge.bundle.manifest.SCHEMA)
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 # options shared by the commands that build the model (compile, sensitivity)
 QuantOption = Annotated[str | None, typer.Option(help="Quant mode (default: the target's).")]
@@ -28,13 +30,23 @@ ModelOption = Annotated[str, typer.Option(help="Preset (edge models): moebius-0.
 WeightsOption = Annotated[Path | None, typer.Option(help="UNet checkpoint.")]
 VaeOption = Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")]
 CalibOption = Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")]
-SeedOption = Annotated[int, typer.Option(help="Seed of random weights.")]
+SeedOption = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of random weights.")]
 
 
-def _quiet_third_party_logs() -> None:
-    # torchao (pulled in by executorch, imported by diffusers) warns about CUDA kernels it cannot load
-    for name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+@app.callback()
+def options(verbose: Annotated[bool, typer.Option("--verbose", help="Show library warnings and native log lines.")] = False):
+    """Compile, check and profile the Moebius inpainting model for phones."""
+    from edge.console import quiet_libraries, show_edge_warnings
+
+    show_edge_warnings()
+    if not verbose:
+        quiet_libraries()
+
+
+def finite_in(option: str, value: float | None, low: float, high: float) -> None:
+    """A float option's range, NaN and infinities included (click's FloatRange lets NaN through)."""
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        raise EdgeError(f"{option} {value}: must be a finite number in {low:g}..{high:g}")
 
 
 def reports_errors(command):
@@ -48,7 +60,7 @@ def reports_errors(command):
         except EdgeError as err:
             if kwargs.get("debug"):
                 raise
-            err_console.print(f"[red]error:[/red] {err.message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(err.message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
 
     return run
@@ -67,26 +79,20 @@ def _narrator(as_json: bool):
     return (lambda line: None) if as_json else (lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
-def _check_output(out: Path) -> None:
-    if out.suffix.lower() not in PICTURE_SUFFIXES:
-        raise EdgeError(f"{out}: unsupported output format '{out.suffix}' (use {', '.join(PICTURE_SUFFIXES)})")
-    require_folder(out)
-
-
 @app.command()
 @reports_errors
 def inpaint(
     image: Annotated[Path, typer.Argument(help="Picture to fill, any size.")],
-    mask: Annotated[Path, typer.Argument(help="Same size as IMAGE; white (>= 128) = fill, black = keep.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Result picture (.png, .jpg, .webp, .bmp).")],
+    mask: Annotated[Path, typer.Argument(help="Same size as IMAGE; white (>= 128) = fill, black = keep (README: the mask rule).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result picture (.png, .webp (lossless), .bmp).")],
     bundle: Annotated[Path | None, typer.Option(help="Run a compiled bundle instead of the torch reference.")] = None,
     model: ModelOption = "moebius-0.22b",
     weights: Annotated[Path | None, typer.Option(help="UNet checkpoint: .bin, .safetensors or published folder.")] = None,
     vae: Annotated[Path | None, typer.Option(help="VAE: diffusers folder or state-dict file.")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, max=1000, help="DDIM steps (20) before strength 0.99 drops the first.")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (2.0, or the bundle's).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the start noise (and of random weights).")] = 0,
-    noise_offset: Annotated[float, typer.Option(help="Per-channel start-noise offset (published: 0.0357).")] = 0.0357,
+    steps: Annotated[int | None, typer.Option(min=2, max=1000, help="DDIM steps (20) before strength 0.99 drops the first.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale, 0..30 (2.0, or the bundle's).")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the start noise (and of random weights).")] = 0,
+    noise_offset: Annotated[float, typer.Option(help="Per-channel start-noise offset, 0..1 (published: 0.0357).")] = 0.0357,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
@@ -95,12 +101,16 @@ def inpaint(
     import torch
 
     from edge.inpaint import bundle_source, torch_source
-    from edge.pipeline.loop import inpaint_image, open_picture, prepare_pair
+    from edge.pipeline.loop import inpaint_image
+    from edge.pipeline.pictures import check_output_path, open_picture, prepare_pair, save_picture
     from edge.progress import progress_steps
 
     if threads:
         torch.set_num_threads(threads)
-    _check_output(out)
+    finite_in("--guidance", guidance, 0, 30)
+    finite_in("--noise-offset", noise_offset, 0, 1)
+    check_output_path(out, (image, mask))
+    require_writable(out)
     picture, mask_picture = open_picture(image, "image"), open_picture(mask, "mask")
     prepare_pair(picture, mask_picture, mask)  # fail on a bad pair before loading any model
     started = time.perf_counter()
@@ -111,7 +121,7 @@ def inpaint(
     with progress_steps(f"inpaint {source.description['model']}", enabled=not as_json) as on_step:
         result = inpaint_image(source.graphs, source.plan, source.image_size, picture, mask_picture, seed,
                                noise_offset, on_step)
-    write_atomically(out, result.save)
+    write_atomically(out, lambda tmp: save_picture(result, tmp))
     plan = source.plan
     summary = {"output": str(out), "size": list(picture.size), "steps": plan.schedule.steps, "guidance": plan.guidance,
                "seed": seed, **source.description, "seconds": round(time.perf_counter() - started, 2)}
@@ -210,7 +220,7 @@ def check(
 
     if threads:
         torch.set_num_threads(threads)
-    require_folder(report)
+    require_writable(report)
     plan = plan_check(request)
     with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
         result = run_check(plan, say, on_step)
@@ -274,7 +284,7 @@ def sensitivity(
     request = SensitivityRequest(model, target, quant, weights, vae, calib, seed, granularity, float_fraction,
                                  calibration_samples)
     for path in (out, recipe_out):
-        require_folder(path)
+        require_writable(path)
     with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
         result, recipe = run_sensitivity(request, say, on_variant)
     payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
@@ -521,6 +531,20 @@ def runner_build(
         typer.echo(f"built {binary} ({abi}, {summary['seconds']} s)")
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: every staging folder and temporary file is removed
+
+
 def main() -> None:
-    _quiet_third_party_logs()
-    app()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    from typer._click.exceptions import ClickException  # typer 0.29 (pinned) ships its own click
+
+    try:
+        code = app(standalone_mode=False)  # returns an exit code; usage errors are raised, not printed
+    except ClickException as err:  # a bad option or argument: one line, like every other user error
+        if err.format_message():  # (`edge` alone has printed the help and has nothing to add)
+            err_console.print(f"[red]error:[/red] {escape(err.format_message())}", highlight=False, soft_wrap=True)
+        code = err.exit_code
+    except typer.Abort:  # end of input at a prompt
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -14,8 +14,13 @@ from edge.errors import EdgeError
 
 def read_json(path: Path) -> object:
     """A JSON file's content; EdgeError naming the file when it is not JSON or not UTF-8."""
+    return parse_json(Path(path).read_bytes(), path)
+
+
+def parse_json(content: bytes, path: Path) -> object:
+    """JSON bytes read from `path`; EdgeError naming it when they are not JSON or not UTF-8."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(content.decode())
     except json.JSONDecodeError as err:
         raise EdgeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
     except UnicodeDecodeError as err:
@@ -26,6 +31,19 @@ def require_folder(out: Path) -> None:
     """Fail before any work when OUT's folder is missing."""
     if not out.parent.is_dir():
         raise EdgeError(f"{out}: folder {out.parent} does not exist")
+
+
+def require_writable(out: Path) -> None:
+    """Fail before any work when OUT cannot be written: its folder missing or not writable, or OUT a folder."""
+    require_folder(out)
+    if out.is_dir():
+        raise EdgeError(f"{out}: is a folder, not a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as err:
+        raise EdgeError(f"{out}: cannot write in {out.parent} ({err.strerror})") from err
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_atomically(out: Path, write: Callable[[str], None]) -> None:

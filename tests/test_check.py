@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from edge.bundle.bundle import open_bundle
 from edge.cli import app
 from edge.models import load_unet
 from edge.quality.check import evaluation_pairs
-from tests.helpers import REPO, run_check_cli
+from tests.helpers import REPO, rewrite_manifest, run_check_cli
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,9 +56,8 @@ def _corrupt_unet_weight(bundle: Path) -> None:
     payload = (bundle / "unet.pte").read_bytes()
     assert payload.count(original) == 1
     (bundle / "unet.pte").write_bytes(payload.replace(original, (weight * -3).contiguous().numpy().tobytes()))
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["files"]["unet.pte"] = hashlib.sha256((bundle / "unet.pte").read_bytes()).hexdigest()
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    digest = hashlib.sha256((bundle / "unet.pte").read_bytes()).hexdigest()
+    rewrite_manifest(bundle, lambda manifest: manifest["files"].__setitem__("unet.pte", digest))
 
 
 def test_bundle_with_corrupted_weights_fails_the_gate(tiny_bundles, tmp_path):

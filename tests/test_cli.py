@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -62,7 +64,8 @@ def test_random_weights_are_said_loudly(tmp_path, odd_pair):
 
 
 @pytest.mark.parametrize("case", ["missing_image", "not_an_image", "mask_size", "empty_mask", "bad_output",
-                                  "unknown_model", "bad_weights"])
+                                  "unknown_model", "bad_weights", "output_is_input", "jpeg_output", "unwritable_output",
+                                  "nan_guidance", "infinite_noise_offset"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, odd_pair, case):
     photo_path, mask_path, _, _ = odd_pair
     out = tmp_path / "out.png"
@@ -87,6 +90,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, odd_pair, cas
         args[3], expected = out, "does not exist"
     elif case == "unknown_model":
         extra, expected = ["--model", "moebius-huge"], "unknown model 'moebius-huge'"
+    elif case == "output_is_input":
+        out = tmp_path / "mask.png"
+        out.write_bytes(mask_path.read_bytes())
+        args[1] = args[3] = out
+        expected = "mask.png: is also an input"
+    elif case == "jpeg_output":
+        out = tmp_path / "out.jpg"
+        args[3], expected = out, "out.jpg: JPEG re-encodes every pixel"
+    elif case == "unwritable_output":
+        args[3], expected = "/proc/out.png", "/proc/out.png: cannot write in /proc"
+    elif case == "nan_guidance":
+        extra, expected = ["--guidance", "nan"], "--guidance nan: must be a finite number in 0..30"
+    elif case == "infinite_noise_offset":
+        extra, expected = ["--noise-offset", "inf"], "--noise-offset inf: must be a finite number in 0..1"
     else:
         bad = tmp_path / "weights.bin"
         bad.write_bytes(b"\x00" * 64)
@@ -96,5 +113,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, odd_pair, cas
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr
     assert "Traceback" not in result.output
-    assert not out.exists()
-    assert not list(tmp_path.rglob(".out.png*"))  # no temporary left behind
+    assert not out.exists() or case == "output_is_input" and out.read_bytes() == mask_path.read_bytes()
+    assert not list(tmp_path.rglob(".out.*")) and not list(tmp_path.rglob(".mask.png*"))  # no temporary left behind
+
+
+@pytest.mark.parametrize("option, expected", [
+    (["--steps", "1"], "error: Invalid value for '--steps': Input should be greater than or equal to 2"),
+    (["--seed", str(2**64)], "error: Invalid value for '--seed': Input should be less than or equal to 9223372036854775807"),
+    (["--sed", "1"], "error: No such option: --sed"),
+])
+def test_bad_options_are_one_line_too(tmp_path, odd_pair, option, expected):
+    """Option parsing errors (raised before edge's code runs) get the same one `error:` line from `edge`'s main."""
+    photo_path, mask_path, _, _ = odd_pair
+    command = [sys.executable, "-c", "from edge.cli import main; main()", "inpaint", str(photo_path), str(mask_path),
+               "-o", str(tmp_path / "out.png"), *option]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and not result.stdout
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(expected), result.stderr

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from edge.bundle.bundle import open_bundle
 from edge.cli import app
 from edge.targets import load_target
-from tests.helpers import REPO, inpaint_against_torch, manifest_json, quant_modes
+from tests.helpers import REPO, inpaint_against_torch, manifest_json, quant_modes, rewrite_manifest
 
 runner = CliRunner()
 
@@ -77,9 +77,8 @@ def test_verify_passes_and_catches_corruption(tiny_bundles, tmp_path):
 def test_a_bundle_does_not_choose_the_code_that_runs_it(tiny_bundles, tmp_path, backend):
     relabelled = tmp_path / "relabelled"
     shutil.copytree(tiny_bundles["fp32"], relabelled)
-    manifest = json.loads((relabelled / "manifest.json").read_text())
-    manifest["backend"] = backend  # the target stays xnnpack, whose backend runs the bundle or nothing does
-    (relabelled / "manifest.json").write_text(json.dumps(manifest))
+    # the target stays xnnpack, whose backend runs the bundle or nothing does
+    rewrite_manifest(relabelled, lambda manifest: manifest.__setitem__("backend", backend))
     result = runner.invoke(app, ["verify", str(relabelled)])
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (f"error: {relabelled}: the manifest says backend '{backend}', target xnnpack is "

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
@@ -38,6 +43,8 @@ def calib_folder(tmp_path, case):
     ("calib_unreadable", "broken.png: not a readable image"),
     ("calib_mask_size", "cat.png: mask is 10x10 but the image is 451x300"),
     ("out_exists", "already exists (pass --force to replace it)"),
+    ("force_over_a_folder_that_is_not_a_bundle", "not an edge bundle (no manifest.json and manifest.sha256); --force "
+                                                 "replaces only bundles"),
     ("out_parent_missing", "does not exist"),
 ])
 def test_bad_input(tmp_path, case, expected):
@@ -51,9 +58,10 @@ def test_bad_input(tmp_path, case, expected):
         args += ["--calib", str(tmp_path / "calib-nowhere")]
     elif case.startswith("calib_"):
         args += ["--calib", str(calib_folder(tmp_path, case))]
-    elif case == "out_exists":
+    elif case in ("out_exists", "force_over_a_folder_that_is_not_a_bundle"):
         out.mkdir()
         (out / "keep.txt").write_text("mine")
+        args += ["--force"] if case.startswith("force") else []
     else:
         args[-1] = str(tmp_path / "no-such-folder" / "bundle")
     result = runner.invoke(app, args)
@@ -62,8 +70,8 @@ def test_bad_input(tmp_path, case, expected):
     assert len(errors) == 1 and expected in errors[0], result.stderr
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]
     assert not leftovers
-    if case == "out_exists":
-        assert (out / "keep.txt").read_text() == "mine"
+    if case in ("out_exists", "force_over_a_folder_that_is_not_a_bundle"):
+        assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
     elif case != "out_parent_missing":
         assert not out.exists()
 
@@ -104,3 +112,39 @@ def test_bad_target_profile_is_one_error(tmp_path, monkeypatch, body, expected):
     monkeypatch.setenv("EDGE_TARGETS_DIR", str(tmp_path))
     with pytest.raises(EdgeError, match=f"odd.toml: {expected}"):
         load_target("odd")
+
+
+def test_staging_folders_of_dead_processes_are_removed(tmp_path):
+    """A compile killed with SIGKILL cannot clean up: the next compile into the same place does, and leaves a
+    running compile's staging folder alone."""
+    dead = _dead_pid()
+    stale = tmp_path / f".bundle.staging-{dead}-abcd"
+    running = tmp_path / f".bundle.staging-{os.getpid()}-efgh"
+    for folder in (stale, running):
+        folder.mkdir()
+        (folder / "unet.pte").write_bytes(b"half")
+    writer = BundleWriter(tmp_path / "bundle", force=False)
+    assert not stale.exists() and running.exists()
+    writer.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_sigterm_during_compile_leaves_nothing(tmp_path):
+    """SIGTERM (a CI timeout, a container stop) unwinds like Ctrl-C: the staging folder is removed."""
+    out = tmp_path / "bundle"
+    command = [sys.executable, "-c", "from edge.cli import main; main()", "compile", "--target", "xnnpack",
+               "--quant", "fp32", "--model", "moebius-tiny-trained", "-o", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".bundle.staging-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".bundle.staging-*")), process.stderr.read() if process.poll() is not None else "timeout"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ from edge.cli import app
 from edge.device.measure import Settings, summarize
 from edge.device.native import parse_runner_line, runner_arguments, write_inputs
 from edge.errors import EdgeError
-from tests.helpers import manifest_json
+from tests.helpers import manifest_json, rewrite_manifest
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +138,7 @@ def test_emulated_backends_results_are_marked_as_not_a_device_speed(tiny_int8_co
 
     copy = tmp_path / "emulated"
     shutil.copytree(tiny_int8_copy, copy, ignore=shutil.ignore_patterns("profiles"))
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["tools"]["runs_here_with"] = "an emulator"  # the manifest is not in its own file list: hashes still match
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(copy, lambda manifest: manifest["tools"].__setitem__("runs_here_with", "an emulator"))
     result = profile_local(LocalRequest(copy, Settings(runs=1, warmup=1, cooldown_s=0), inpaint_runs=0, ops=False,
                                         graphs=("unet",)))
     assert result["interpreted"] == "xnnpack run by an emulator on this host: not a device speed"

@@ -8,6 +8,7 @@ A problem is one EdgeError naming the manifest file and the key.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -19,8 +20,14 @@ from edge.pipeline.schedule import DDIMSchedule
 
 SCHEMA = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"  # `sha256sum manifest.json` output: the manifest's own integrity (sha256sum -c)
 TIME_FEATURES = "time_features.f32"  # (steps, F) float32 little-endian, row i for sampling step i
 GOLDEN = "golden.safetensors"
+
+
+def manifest_digest_line(manifest_bytes: bytes) -> str:
+    """manifest.sha256's content, in `sha256sum` format."""
+    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST}\n"
 
 
 class Fields:

@@ -11,5 +11,4 @@ class BundleGraphs(CallableGraphs):
     """A bundle's three programs in their runtime, as InpaintGraphs for the shared sampling loop."""
 
     def __init__(self, bundle: Bundle):
-        backend = bundle.backend()
-        super().__init__(*(backend.load(bundle.graph_file(name)) for name in GRAPH_NAMES))
+        super().__init__(*(bundle.load_program(name) for name in GRAPH_NAMES))

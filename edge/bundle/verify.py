@@ -40,7 +40,7 @@ def verify_bundle(bundle: Bundle, runs_here: bool) -> VerifyResult:
     for name in GRAPH_NAMES:
         if runs_here:
             inputs, expected, reference = bundle.golden_case(name)
-            output = backend.load(bundle.graph_file(name))(*inputs)
+            output = bundle.load_program(name)(*inputs)
             error = (output - expected).abs().max().item()
             passed = error <= GOLDEN_RELATIVE_TOLERANCE * max(1.0, expected.abs().max().item())
             result.graphs[name] = {"max_abs_vs_golden": error, "passed": passed,

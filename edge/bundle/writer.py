@@ -1,5 +1,10 @@
 """Writing a bundle: files collect in a temporary sibling folder that is renamed into place at the end,
-so an interrupted or failed compile leaves nothing that looks like a bundle."""
+so an interrupted or failed compile leaves nothing that looks like a bundle.
+
+The staging folder's name holds the writing process's pid (`.OUT.staging-PID-xxxx`): a later compile into the
+same place removes the staging folders of processes that no longer run (killed with SIGKILL, or by power loss).
+`--force` replaces only a folder that is an edge bundle; anything else at OUT is the user's, and stays.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,32 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edge.bundle.manifest import MANIFEST, Manifest
+from edge.bundle.manifest import MANIFEST, MANIFEST_DIGEST, Manifest, manifest_digest_line
 from edge.errors import EdgeError
 from edge.models.weights import file_sha256
+
+
+def is_bundle_folder(path: Path) -> bool:
+    """A folder edge wrote: it holds manifest.json and manifest.sha256 (the check --force makes before replacing)."""
+    return path.is_dir() and not path.is_symlink() and (path / MANIFEST).is_file() and (path / MANIFEST_DIGEST).is_file()
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders for `out` left by processes that are gone."""
+    for folder in out.parent.glob(f".{out.name}.staging-*"):
+        pid = folder.name.removeprefix(f".{out.name}.staging-").split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class BundleWriter:
@@ -19,11 +47,18 @@ class BundleWriter:
 
     def __init__(self, out: Path, force: bool):
         self.out = Path(out)
-        if self.out.exists() and not force:
-            raise EdgeError(f"{self.out}: already exists (pass --force to replace it)")
         if not self.out.parent.is_dir():
             raise EdgeError(f"{self.out}: folder {self.out.parent} does not exist")
-        self.folder = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        if self.out.exists() or self.out.is_symlink():
+            if not force:
+                raise EdgeError(f"{self.out}: already exists (pass --force to replace it)")
+            if not is_bundle_folder(self.out):
+                raise EdgeError(f"{self.out}: not an edge bundle (no {MANIFEST} and {MANIFEST_DIGEST}); --force "
+                                "replaces only bundles: remove it yourself or choose another --out")
+        if not os.access(self.out.parent, os.W_OK):
+            raise EdgeError(f"{self.out}: folder {self.out.parent} is not writable")
+        remove_stale_staging(self.out)
+        self.folder = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-{os.getpid()}-", dir=self.out.parent))
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -42,13 +77,16 @@ class BundleWriter:
         return path
 
     def commit(self, manifest: Manifest) -> Path:
-        """Hash every file into the manifest, write it, and move the folder into place (replacing `out`)."""
+        """Hash every file into the manifest, write it and its digest, and move the folder into place (replacing
+        `out`, a bundle)."""
         manifest.files.update({p.relative_to(self.folder).as_posix(): file_sha256(p)
-                               for p in sorted(self.folder.rglob("*")) if p.is_file() and p.name != MANIFEST})
-        self.write(MANIFEST, (json.dumps(manifest.to_json(), indent=1) + "\n").encode())
+                               for p in sorted(self.folder.rglob("*")) if p.is_file() and p != self.folder / MANIFEST})
+        manifest_bytes = (json.dumps(manifest.to_json(), indent=1) + "\n").encode()
+        self.write(MANIFEST, manifest_bytes)
+        self.write(MANIFEST_DIGEST, manifest_digest_line(manifest_bytes).encode())
         previous = None
         if self.out.exists():
-            previous = self.out.with_name(f".{self.out.name}.replaced")
+            previous = self.out.with_name(f".{self.out.name}.staging-{os.getpid()}-replaced")
             os.replace(self.out, previous)
         os.replace(self.folder, self.out)
         if previous is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from edge.cache import cache_dir
@@ -28,11 +30,12 @@ from edge.pipeline.loop import (
     SamplingPlan,
     inpaint_tensors,
     model_inputs,
-    open_picture,
-    prepare_pair,
     start_noise,
 )
 from edge.pipeline.masks import random_mask
+from edge.pipeline.pictures import open_picture, prepare_pair
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_CALIB_DIR = Path(__file__).resolve().parents[2] / "calib_data"
@@ -117,15 +120,22 @@ def record(graphs: InpaintGraphs, plan: SamplingPlan, pairs: list[ImagePair], im
 
 
 def cached_recordings(key: dict, produce: Callable[[], dict]) -> tuple[dict[str, list[tuple[torch.Tensor, ...]]], bool]:
-    """(recordings, whether they came from the cache) for a JSON-able key."""
+    """(recordings, whether they came from the cache) for a JSON-able key. A damaged entry is recomputed and an
+    unwritable cache only skipped, each with a warning: the cache never stops a compile."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_dir() / "calibration" / f"{digest}.safetensors"
     if path.is_file():
-        flat = load_file(path)
-        return _unflatten(flat), True
+        try:
+            return _unflatten(load_file(path)), True
+        except (SafetensorError, OSError, ValueError, KeyError) as err:
+            log.warning(f"{path}: damaged calibration cache entry ({type(err).__name__}); recording again")
     recordings = produce()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: save_file(_flatten(recordings), tmp, metadata={"key": json.dumps(key, sort_keys=True)}))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda tmp: save_file(_flatten(recordings), tmp,
+                                                     metadata={"key": json.dumps(key, sort_keys=True)}))
+    except (OSError, EdgeError) as err:
+        log.warning(f"{path.parent}: calibration cache not written ({getattr(err, 'strerror', None) or err})")
     return recordings, False
 
 

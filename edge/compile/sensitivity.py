@@ -80,10 +80,14 @@ def _weights(module: nn.Module) -> int:
     return sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)))
 
 
-def layer_groups(unet_graph: nn.Module, granularity: str = "layer") -> list[LayerGroup]:
-    """The UNet graph's quantizable units, in graph order (time_embedding is never quantized)."""
+def check_granularity(granularity: str) -> None:
     if granularity not in GRANULARITIES:
         raise EdgeError(f"granularity {granularity!r}: choose one of {', '.join(GRANULARITIES)}")
+
+
+def layer_groups(unet_graph: nn.Module, granularity: str = "layer") -> list[LayerGroup]:
+    """The UNet graph's quantizable units, in graph order (time_embedding is never quantized)."""
+    check_granularity(granularity)
     denoiser = unet_graph.denoiser
     groups = [LayerGroup("denoiser.conv_in", _weights(denoiser.conv_in))]
     for path in ("down_blocks", "up_blocks"):
@@ -188,6 +192,7 @@ def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = la
         raise EdgeError("sensitivity needs a quantized mode: fp32 has nothing to rank")
     if not 0 <= request.float_fraction <= 1:
         raise EdgeError(f"--float-fraction {request.float_fraction} must be within 0..1")
+    check_granularity(request.granularity)  # before the minutes of recording that precede layer_groups
     backend = profile.backend
     if not isinstance(backend, Simulates):
         raise EdgeError(f"target {profile.name}: its backend cannot run its quantizer here, so no sensitivity")

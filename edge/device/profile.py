@@ -1,6 +1,6 @@
 """`edge profile --device local`: a bundle's latency and memory on this machine, per graph and end to end.
 
-Every graph runs on its golden inputs through the bundle's backend (`Bundle.backend().load`, so any
+Every graph runs on its golden inputs through the bundle's backend (`Bundle.load_program`, so any
 bundle kind whose runtime exists here works): load time, first call, warm-up, timed runs, peak RSS;
 then the full inpaint (2 encodes, one CFG UNet call per sampling step, 1 decode) on the golden image
 with a centred square mask. A backend with an `op_profile` method adds the top ops of each graph;
@@ -65,14 +65,14 @@ def _apply_threads(backend, threads: int | None, warnings: list[str]) -> None:
                         "applies to torch only")
 
 
-def profile_graph(backend, bundle: Bundle, name: str, settings: Settings) -> dict:
+def profile_graph(bundle: Bundle, name: str, settings: Settings) -> dict:
     """Load, first call, warm-up and timed runs of one graph on its golden inputs; peak RSS over all of it."""
     inputs, _, _ = bundle.golden_case(name)
     rss = PeakRss()
     rss.reset()
     before_mb = rss.current_mb()
     started = time.perf_counter()
-    program = backend.load(bundle.graph_file(name))
+    program = bundle.load_program(name)
     load_ms = (time.perf_counter() - started) * 1000
     with torch.no_grad():
         first_ms, summary = time_calls(lambda: program(*inputs), settings)
@@ -108,11 +108,11 @@ def centred_mask(image: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def profile_inpaint(backend, bundle: Bundle, runs: int, on_step=None) -> dict:
+def profile_inpaint(bundle: Bundle, runs: int, on_step=None) -> dict:
     """The full inpaint, timed end to end `runs` times (programs loaded once, one untimed warm-up pass
     is not needed: the graphs were warmed by the per-graph profile), with each graph's share."""
     plan = bundle.sampling_plan()
-    programs = [backend.load(bundle.graph_file(name)) for name in GRAPH_NAMES]
+    programs = [bundle.load_program(name) for name in GRAPH_NAMES]
     (image,), _, _ = bundle.golden_case("encoder")
     mask = centred_mask(image)
     latent_side = bundle.manifest.latent_size
@@ -152,13 +152,13 @@ def profile_local(request: LocalRequest, say: Callable[[str], None] = lambda lin
         if index:
             cool_down(settings)
         say(f"{name}: {settings.warmup} warm-up + {settings.runs} timed runs")
-        result["graphs"][name] = graph = profile_graph(backend, bundle, name, settings)
+        result["graphs"][name] = graph = profile_graph(bundle, name, settings)
         if unstable(graph):
             warnings.append(f"{name}: unstable timings (CV {graph['cv']:.0%}); close other programs or add --runs")
     if request.inpaint_runs > 0:
         cool_down(settings)
         say(f"full inpaint ({request.inpaint_runs} run(s))")
-        result["inpaint"] = profile_inpaint(backend, bundle, request.inpaint_runs, on_step)
+        result["inpaint"] = profile_inpaint(bundle, request.inpaint_runs, on_step)
     if request.ops and isinstance(backend, ProfilesOps):
         result["ops"] = {}
         for name in request.graphs:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter
 
-from edge.errors import EdgeError
 from edge.models.unet import timestep_features
+from edge.pipeline.pictures import prepare_pair
 from edge.pipeline.schedule import DDIMSchedule
 
 if TYPE_CHECKING:
@@ -130,32 +130,6 @@ def inpaint_image(graphs: InpaintGraphs, plan: SamplingPlan, image_size: int, im
     noise = start_noise((1, 4, latent_side, latent_side), seed, noise_offset)
     result = inpaint_tensors(graphs, plan, image_t, mask_t, noise, on_step)
     return paste_back(to_image(result.image01).resize(image.size, Image.Resampling.LANCZOS), image, binary_mask)
-
-
-def open_picture(path, what: str = "image") -> Image.Image:
-    """A picture file, fully read; EdgeError naming the file when it is missing or not an image."""
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            return picture.copy()
-    except FileNotFoundError as err:
-        raise EdgeError(f"{path}: no such {what} file") from err
-    except (UnidentifiedImageError, OSError) as err:
-        raise EdgeError(f"{path}: not a readable image ({err.__class__.__name__})") from err
-
-
-def prepare_pair(image: Image.Image, mask: Image.Image, mask_source: object = "mask") -> tuple[Image.Image, Image.Image]:
-    """RGB image and 0/255 mask (>= 128 -> fill), checked to match and to have something to fill.
-
-    mask_source names the mask (its file) in the error messages.
-    """
-    if image.size != mask.size:
-        raise EdgeError(f"{mask_source}: mask is {mask.size[0]}x{mask.size[1]} "
-                        f"but the image is {image.size[0]}x{image.size[1]}")
-    binary_mask = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
-    if not binary_mask.getbbox():
-        raise EdgeError(f"{mask_source}: mask is empty: nothing to fill (white = fill, black = keep)")
-    return image.convert("RGB"), binary_mask
 
 
 def model_inputs(image: Image.Image, binary_mask: Image.Image, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:

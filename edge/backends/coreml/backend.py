@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import resource
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
@@ -44,6 +46,8 @@ from edge.cache import cache_dir
 from edge.compile.graphs import PreparedGraph
 from edge.errors import EdgeError
 from edge.files import write_folder_atomically
+
+log = logging.getLogger(__name__)
 
 QUANT_MODES = {
     "fp16": "fp16 weights and activations (the Neural Engine's precision)",
@@ -107,15 +111,22 @@ def converted_model(graph: PreparedGraph, fp16: bool, ios: str):
 
     precision = "fp16" if fp16 else "fp32"
     path = cache_dir() / "coreml" / f"{graph.name}-{graph_digest(graph, 'coremltools')}-{precision}-ios{ios}.mlpackage"
-    cached = path.is_dir()
-    if not cached:
-        model = _converted(graph, fp16, ios)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_folder_atomically(path, lambda tmp: model.save(str(tmp)))
-    saved = ct.models.MLModel(str(path), skip_model_load=True)
-    spec = saved.get_spec()
-    program = milproto_to_pymil.load(spec, spec.specificationVersion, saved.weights_dir)
-    return ct.models.MLModel(str(path), skip_model_load=True, mil_program=program), cached
+    def read_back():
+        saved = ct.models.MLModel(str(path), skip_model_load=True)
+        spec = saved.get_spec()
+        program = milproto_to_pymil.load(spec, spec.specificationVersion, saved.weights_dir)
+        return ct.models.MLModel(str(path), skip_model_load=True, mil_program=program)
+
+    if path.is_dir():
+        try:
+            return read_back(), True
+        except Exception as err:  # noqa: BLE001 (coremltools raises many types for a damaged package: all mean "convert again")
+            log.warning(f"{path}: damaged cache entry ({type(err).__name__}); converting again")
+            shutil.rmtree(path, ignore_errors=True)
+    model = _converted(graph, fp16, ios)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_folder_atomically(path, lambda tmp: model.save(str(tmp)))
+    return read_back(), False
 
 
 def _time_path_ops(model) -> dict[str, None]:

@@ -39,9 +39,8 @@ import torch
 from edge.backends.common import graph_digest, strided
 from edge.backends.contract import Calibration, LoweredGraph, Program
 from edge.backends.tflite.npu import NpuTarget, compile_for_npu, npu_target
-from edge.cache import cache_dir
+from edge.cache import cache_dir, read_cached_bytes, write_cached_bytes
 from edge.compile.graphs import PreparedGraph, TensorSpec
-from edge.files import write_atomically
 
 QUANT_MODES = {
     "fp32": "the converted flatbuffer as is",
@@ -95,11 +94,11 @@ def _quiet_conversion():
 def fp32_flatbuffer(graph) -> tuple[bytes, bool]:
     """(the graph converted to an fp32 flatbuffer, whether it came from $EDGE_CACHE/tflite)."""
     path = cache_dir() / "tflite" / f"{graph.name}-{graph_digest(graph, 'litert-torch')}.tflite"
-    if path.is_file():
-        return path.read_bytes(), True
+    cached = read_cached_bytes(path)
+    if cached is not None:
+        return cached, True
     payload = convert_fp32(graph)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: Path(tmp).write_bytes(payload))
+    write_cached_bytes(path, payload)
     return payload, False
 
 
