@@ -100,6 +100,7 @@ def inpaint(
     """Fill the masked region of IMAGE: fp32 torch reference, or a compiled bundle (--bundle)."""
     import torch
 
+    from edge.bundle.manifest import MAX_GUIDANCE
     from edge.inpaint import bundle_source, torch_source
     from edge.pipeline.loop import inpaint_image
     from edge.pipeline.pictures import check_output_path, open_picture, prepare_pair, save_picture
@@ -107,7 +108,7 @@ def inpaint(
 
     if threads:
         torch.set_num_threads(threads)
-    finite_in("--guidance", guidance, 0, 30)
+    finite_in("--guidance", guidance, 0, MAX_GUIDANCE)
     finite_in("--noise-offset", noise_offset, 0, 1)
     check_output_path(out, (image, mask))
     require_writable(out)

@@ -17,7 +17,7 @@ from edge.compile.graphs import TensorSpec
 from edge.compile.stages import PreparedGraph
 from edge.errors import EdgeError
 from edge.models.weights import file_sha256
-from tests.helpers import manifest_json, run_check_cli
+from tests.helpers import manifest_json, rewrite_manifest, run_check_cli
 
 runner = CliRunner()
 
@@ -48,9 +48,8 @@ def test_verify_checks_structure_without_a_runtime(vulkan_bundle, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(vulkan_bundle, broken)
     (broken / "unet.pte").write_bytes(b"not a program" * 100)
-    manifest = json.loads((broken / "manifest.json").read_text())
-    manifest["files"]["unet.pte"] = file_sha256(broken / "unet.pte")  # hashes fine, content not a program
-    (broken / "manifest.json").write_text(json.dumps(manifest))
+    digest = file_sha256(broken / "unet.pte")  # hashes fine, content not a program
+    rewrite_manifest(broken, lambda manifest: manifest["files"].__setitem__("unet.pte", digest))
     result = runner.invoke(app, ["verify", str(broken)])
     assert result.exit_code == 1 and "FAIL unet: not an ExecuTorch program" in result.stdout
 

@@ -46,6 +46,9 @@ class Bundle:
         if profile.backend.name != self.manifest.backend:
             raise EdgeError(f"{self.path}: the manifest says backend {self.manifest.backend!r}, target "
                             f"{profile.name} is backend {profile.backend.name!r}")
+        if self.manifest.quant not in profile.quant_modes:
+            raise EdgeError(f"{self.path}: the manifest says quant {self.manifest.quant!r}, target {profile.name} "
+                            f"has {', '.join(profile.quant_modes)}")
         return profile.backend
 
     def graph_file(self, name: str) -> Path:

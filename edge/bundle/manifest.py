@@ -19,6 +19,7 @@ from edge.models import WeightsIdentity
 from edge.pipeline.schedule import DDIMSchedule
 
 SCHEMA = 1
+MAX_GUIDANCE = 30.0  # classifier-free guidance a manifest (or `edge inpaint --guidance`) may ask for
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"  # `sha256sum manifest.json` output: the manifest's own integrity (sha256sum -c)
 TIME_FEATURES = "time_features.f32"  # (steps, F) float32 little-endian, row i for sampling step i
@@ -263,13 +264,34 @@ class Manifest:
                                     calibration.strings("held_out"), calibration.get("sha256", str)),
             tools=top.get("tools", dict), golden=top.path("golden"), npu=top.get("npu", dict, optional=True),
             recipe=top.get("recipe", dict, optional=True), files=dict(files.raw))
-        if manifest.sampling.time_features.dtype != "float32":
-            raise EdgeError(f"{source}: manifest 'sampling.time_features.dtype' must be float32")
+        _check_values(manifest, source)
         unlisted = [name for name in manifest.referenced_files()
                     if name not in manifest.files and not any(f.startswith(f"{name}/") for f in manifest.files)]
         if unlisted:
             raise EdgeError(f"{source}: manifest 'files' does not list {unlisted[0]} (every file read must be hashed)")
         return manifest
+
+
+def _check_values(manifest: Manifest, source: str) -> None:
+    """The values the loop relies on, beyond their types: an app would run a wrong loop on any other."""
+    sampling = manifest.sampling
+    problems = {
+        "image_size": manifest.image_size > 0 and manifest.image_size == 8 * manifest.latent_size
+        or "must be 8 x latent_size (f = 8)",
+        "sampling.unet_batch": sampling.unet_batch == ("uncond", "cond") or "must be [\"uncond\", \"cond\"]",
+        "sampling.strength": 0 < sampling.strength <= 1 or "must be in (0, 1]",
+        "sampling.guidance": 0 <= sampling.guidance <= MAX_GUIDANCE or f"must be in 0..{MAX_GUIDANCE}",
+        "sampling.noise_offset": 0 <= sampling.noise_offset <= 1 or "must be in 0..1",
+        "sampling.scheduler": all(0 < a <= 1 for a in (*sampling.scheduler.alphas, *sampling.scheduler.alphas_next))
+        or "alphas must be in (0, 1]",
+        "sampling.time_features.dtype": sampling.time_features.dtype == "float32" or "must be float32",
+        "vae.scaling_factor": manifest.scaling_factor > 0 or "must be positive",
+        "graphs": all(spec.dtype == "float32" for entry in manifest.graphs.values()
+                      for spec in (*entry.inputs, *entry.outputs)) or "every input and output must be float32",
+    }
+    for key, verdict in problems.items():
+        if verdict is not True:
+            raise EdgeError(f"{source}: manifest '{key}' {verdict}")
 
 
 def _scheduler(fields: Fields) -> DDIMSchedule:

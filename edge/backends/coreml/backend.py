@@ -111,6 +111,7 @@ def converted_model(graph: PreparedGraph, fp16: bool, ios: str):
 
     precision = "fp16" if fp16 else "fp32"
     path = cache_dir() / "coreml" / f"{graph.name}-{graph_digest(graph, 'coremltools')}-{precision}-ios{ios}.mlpackage"
+
     def read_back():
         saved = ct.models.MLModel(str(path), skip_model_load=True)
         spec = saved.get_spec()
@@ -124,8 +125,12 @@ def converted_model(graph: PreparedGraph, fp16: bool, ios: str):
             log.warning(f"{path}: damaged cache entry ({type(err).__name__}); converting again")
             shutil.rmtree(path, ignore_errors=True)
     model = _converted(graph, fp16, ios)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_folder_atomically(path, lambda tmp: model.save(str(tmp)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_folder_atomically(path, lambda tmp: model.save(str(tmp)))
+    except OSError as err:  # the package is read back from the cache: without one, the compile cannot go on
+        raise EdgeError(f"{path.parent}: cannot write the Core ML conversion cache ({err.strerror}); "
+                        "point EDGE_CACHE at a writable folder") from err
     return read_back(), False
 
 
