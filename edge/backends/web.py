@@ -1,0 +1,134 @@
+"""The web target: ONNX graphs for onnxruntime-web (WebGPU, WASM), run here by onnxruntime's CPU provider.
+
+Stages (each takes one object and returns the next):
+  PreparedGraph --torch.onnx.export(dynamo, opset 18, static shapes)--> ONNXProgram --model_proto-->
+  ModelProto --onnx.checker--> ModelProto --(int8: onnxruntime.quantization.quantize_static, QDQ)--> bytes
+
+Quant modes:
+  fp32  the exported graph as it is.
+  int8  QDQ: int8 weights per output channel for every Conv, Gemm and MatMul with a weight, int8 activations
+        calibrated (min/max) on the timestep-aware recordings; everything else (batched matmuls, norms,
+        softmax, elementwise) float.
+        QuantizeLinear/DequantizeLinear pairs are what both onnxruntime-web providers run.
+
+Inputs and outputs are float32 with the graph specs' names and static shapes, as in every target, so the
+bundle and the loop an app follows are the same. fp16 and int4 (MatMulNBits) are to come (issue 16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.backends.common import strided
+from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.compile.graphs import PreparedGraph
+from edge.errors import EdgeError
+
+QUANT_MODES = {"fp32": "the exported ONNX graph, fp32 everything",
+               "int8": "QDQ: int8 per-channel weights and calibrated int8 activations of every Conv, MatMul, Gemm"}
+OPSET = 18
+MAX_CALIBRATION_SAMPLES = 16
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def export_onnx(graph: PreparedGraph):
+    """The graph as an onnx.ModelProto (static shapes, the specs' input and output names), checked."""
+    import onnx
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps on stdout (edge's --json)
+        program = torch.onnx.export(graph.module.eval(), graph.example_inputs, dynamo=True, opset_version=OPSET,
+                                    input_names=[spec.name for spec in graph.inputs],
+                                    output_names=[spec.name for spec in graph.outputs], verbose=False)
+    model = program.model_proto
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+class _Recordings:
+    """onnxruntime's CalibrationDataReader over edge's recorded inputs of one graph."""
+
+    def __init__(self, graph: PreparedGraph, calibration: Calibration):
+        self.feeds = iter([{spec.name: tensor.numpy() for spec, tensor in zip(graph.inputs, sample, strict=True)}
+                           for sample in calibration])
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+
+def batched_matmuls(model) -> list[str]:
+    """MatMuls without a 2-D weight: products of two activations (attention, the λ interactions) and batched
+    products with a constant (the λ relative-position embeddings). onnxruntime's QLinearMatMul takes only a
+    per-tensor zero point for those, and per-tensor int8 costs them most of their precision: they stay float."""
+    matrices = {init.name for init in model.graph.initializer if len(init.dims) == 2}
+    return [node.name for node in model.graph.node if node.op_type == "MatMul" and not matrices & set(node.input)]
+
+
+def quantize_int8(model, graph: PreparedGraph, calibration: Calibration, kept_float: list[str]) -> bytes:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        source.write_bytes(model.SerializeToString())
+        quantize_static(source, target, _Recordings(graph, calibration), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=kept_float,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
+def op_counts(payload: bytes) -> dict[str, int]:
+    import onnx
+
+    return dict(Counter(node.op_type for node in onnx.load_from_string(payload).graph.node).most_common())
+
+
+class WebBackend:
+    name = "web"
+    quant_modes = QUANT_MODES
+    options: dict[str, tuple[str, ...]] = {}  # no target options
+
+    def lower(self, graph: PreparedGraph, quant: str, calibration: Calibration, float_modules: tuple[str, ...] = (),
+              options: Mapping[str, str] | None = None) -> LoweredGraph:
+        if float_modules:
+            raise EdgeError("web does not take mixed-precision recipes yet")
+        model = export_onnx(graph)
+        calibration = strided(calibration, MAX_CALIBRATION_SAMPLES)
+        if quant == "fp32":
+            payload, float_ops = model.SerializeToString(), ["all (fp32)"]
+        else:
+            batched = batched_matmuls(model)
+            payload = quantize_int8(model, graph, calibration, batched)
+            float_ops = sorted(set(op_counts(payload)) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
+            float_ops += [f"MatMul x{len(batched)} (batched)"] if batched else []
+        ops = op_counts(payload)
+        report = {"opset": OPSET, "ops": ops, "bytes": len(payload),
+                  "calibration_samples": 0 if quant == "fp32" else len(calibration)}
+        return LoweredGraph(graph.name, payload, float_ops, report)
+
+    def load(self, path: Path) -> Program:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [node.name for node in session.get_inputs()]
+
+        def run(*tensors: torch.Tensor) -> torch.Tensor:
+            feeds = {name: np.ascontiguousarray(tensor.numpy()) for name, tensor in zip(names, tensors, strict=True)}
+            return torch.from_numpy(session.run(None, feeds)[0])
+
+        return run
+
+    def versions(self) -> dict[str, str]:
+        import onnx
+        import onnxruntime
+
+        return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+BACKEND = WebBackend()
