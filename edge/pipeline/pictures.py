@@ -1,16 +1,15 @@
 """Pictures in and out: read as a photo editor shows them, written without touching what the mask keeps.
 
 Reading (`open_picture`): EXIF orientation applied; 16-bit greyscale scaled to 8 bits (not clipped); palette,
-greyscale and CMYK pictures converted by Pillow; a picture over Pillow's decompression-bomb limit refused with
-its size. The mask rule (`binary_mask`): white (luminance >= 128) = fill, black = keep; a mask with an alpha
-channel whose colour channels are flat (one colour: a stroke painted on a transparent layer) is read from its
-alpha instead, opaque (>= 128) = fill. Writing (`save_picture`): PNG, BMP and WebP (saved lossless) keep every
+greyscale and CMYK pictures converted by Pillow; a picture over Pillow's decompression-bomb limit (179
+megapixels) refused with its size. The mask rule (`binary_mask`): white (luminance >= 128) = fill, black =
+keep; a mask with an alpha channel whose colour channels are flat (one colour: a stroke painted on a
+transparent layer) is read from its alpha instead, opaque (>= 128) = fill. Writing (`save_picture`): PNG, BMP and WebP (saved lossless) keep every
 pixel outside the blurred mask exactly; JPEG re-encodes every pixel, so it is refused as an output.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,12 @@ SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 def open_picture(path, what: str = "image") -> Image.Image:
     """A picture file, fully read and upright, in 8-bit channels; EdgeError naming the file on any problem."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as picture:
-                picture.load()
-                upright = ImageOps.exif_transpose(picture)
+        with Image.open(path) as picture:
+            picture.load()
+            upright = ImageOps.exif_transpose(picture)
     except FileNotFoundError as err:
         raise EdgeError(f"{path}: no such {what} file") from err
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:  # over 2 x Image.MAX_IMAGE_PIXELS: 179 megapixels
         raise EdgeError(f"{path}: too large to open safely ({err}); downscale it first") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # Pillow's decoders raise all of these
         raise EdgeError(f"{path}: not a readable image ({err.__class__.__name__})") from err
