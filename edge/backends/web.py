@@ -101,13 +101,15 @@ class WebBackend:
         model = export_onnx(graph)
         calibration = strided(calibration, MAX_CALIBRATION_SAMPLES)
         if quant == "fp32":
-            payload, float_ops = model.SerializeToString(), ["all (fp32)"]
+            payload = model.SerializeToString()
+            ops = op_counts(payload)
+            float_ops = ["all (fp32)"]
         else:
             batched = batched_matmuls(model)
             payload = quantize_int8(model, graph, calibration, batched)
-            float_ops = sorted(set(op_counts(payload)) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
+            ops = op_counts(payload)
+            float_ops = sorted(set(ops) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
             float_ops += [f"MatMul x{len(batched)} (batched)"] if batched else []
-        ops = op_counts(payload)
         report = {"opset": OPSET, "ops": ops, "bytes": len(payload),
                   "calibration_samples": 0 if quant == "fp32" else len(calibration)}
         return LoweredGraph(graph.name, payload, float_ops, report)

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from edge.backends.contract import Backend
-from edge.bundle.manifest import MANIFEST, MANIFEST_DIGEST, Manifest, manifest_digest_line
+from edge.bundle.manifest import MANIFEST, MANIFEST_DIGEST, Manifest, manifest_sha256
 from edge.errors import EdgeError
 from edge.files import parse_json
 from edge.models.weights import file_sha256
@@ -112,9 +112,10 @@ class Bundle:
         for artifact in self.manifest.referenced_files():
             folder = self.path / artifact
             if folder.is_dir() and not folder.is_symlink():
-                unlisted = sorted(p.relative_to(self.path).as_posix() for p in folder.rglob("*")
-                                  if (p.is_file() or p.is_symlink()) and p.relative_to(self.path).as_posix() not in self.manifest.files)
-                problems.extend(f"{name} is inside {artifact} but not listed in the manifest" for name in unlisted[:1])
+                inside = sorted(p.relative_to(self.path).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+                unlisted = [name for name in inside if name not in self.manifest.files]
+                if unlisted:
+                    problems.append(f"{unlisted[0]} is inside {artifact} but not listed in the manifest")
         return problems
 
     def hash_problems(self) -> list[str]:
@@ -141,7 +142,7 @@ def read_manifest(path: Path) -> Manifest:
         raise EdgeError(f"{path}: no {MANIFEST_DIGEST} (bundles from edge before 2026-12-04: compile it again)")
     manifest_bytes = manifest_path.read_bytes()
     expected = digest_path.read_bytes().split(b" ", 1)[0].decode("ascii", "replace")
-    if manifest_digest_line(manifest_bytes).split(" ", 1)[0] != expected:
+    if manifest_sha256(manifest_bytes) != expected:
         raise EdgeError(f"{manifest_path}: does not match {MANIFEST_DIGEST} (damaged or edited; restore or recompile)")
     return Manifest.from_json(parse_json(manifest_bytes, manifest_path), str(manifest_path))
 

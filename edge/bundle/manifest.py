@@ -26,9 +26,13 @@ TIME_FEATURES = "time_features.f32"  # (steps, F) float32 little-endian, row i f
 GOLDEN = "golden.safetensors"
 
 
+def manifest_sha256(manifest_bytes: bytes) -> str:
+    return hashlib.sha256(manifest_bytes).hexdigest()
+
+
 def manifest_digest_line(manifest_bytes: bytes) -> str:
     """manifest.sha256's content, in `sha256sum` format."""
-    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST}\n"
+    return f"{manifest_sha256(manifest_bytes)}  {MANIFEST}\n"
 
 
 class Fields:
