@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,13 +17,11 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
-from edge.cache import cache_dir
+from edge.cache import cache_dir, read_cached_bytes, write_cached_bytes
 from edge.compile.graphs import GRAPH_NAMES
 from edge.errors import EdgeError
-from edge.files import write_atomically
 from edge.pipeline.loop import (
     InpaintGraphs,
     SamplingPlan,
@@ -34,8 +31,6 @@ from edge.pipeline.loop import (
 )
 from edge.pipeline.masks import random_mask
 from edge.pipeline.pictures import open_picture, prepare_pair
-
-log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_CALIB_DIR = Path(__file__).resolve().parents[2] / "calib_data"
@@ -120,22 +115,15 @@ def record(graphs: InpaintGraphs, plan: SamplingPlan, pairs: list[ImagePair], im
 
 
 def cached_recordings(key: dict, produce: Callable[[], dict]) -> tuple[dict[str, list[tuple[torch.Tensor, ...]]], bool]:
-    """(recordings, whether they came from the cache) for a JSON-able key. A damaged entry is recomputed and an
-    unwritable cache only skipped, each with a warning: the cache never stops a compile."""
+    """(recordings, whether they came from the cache) for a JSON-able key. The entry is a checked cache file
+    (edge.cache): a damaged one is recorded again and an unwritable cache skipped, each with a warning."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_dir() / "calibration" / f"{digest}.safetensors"
-    if path.is_file():
-        try:
-            return _unflatten(load_file(path)), True
-        except (SafetensorError, OSError, ValueError, KeyError) as err:
-            log.warning(f"{path}: damaged calibration cache entry ({type(err).__name__}); recording again")
+    payload = read_cached_bytes(path)
+    if payload is not None:
+        return _unflatten(load(payload)), True
     recordings = produce()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, lambda tmp: save_file(_flatten(recordings), tmp,
-                                                     metadata={"key": json.dumps(key, sort_keys=True)}))
-    except (OSError, EdgeError) as err:
-        log.warning(f"{path.parent}: calibration cache not written ({getattr(err, 'strerror', None) or err})")
+    write_cached_bytes(path, save(_flatten(recordings), metadata={"key": json.dumps(key, sort_keys=True)}))
     return recordings, False
 
 
