@@ -34,8 +34,15 @@ $(ADB):
 $(CMAKE):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
 
+# the Android core's tests compile plain Java and run it under JUnit 5 with Android's own org.json (Debian's jars)
+JUNIT := /usr/share/java/junit-platform-console-standalone.jar
+ANDROID_JSON := /usr/share/java/com.android.json.jar
+
+$(JUNIT) $(ANDROID_JSON):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit5 libandroid-json-java >/dev/null
+
 # what CI runs (.ci/run): the linter, then every test on two workers (tests/conftest.py groups them by bundle)
-test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE)
+test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE) $(JUNIT) $(ANDROID_JSON)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
