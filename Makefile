@@ -41,8 +41,18 @@ ANDROID_JSON := /usr/share/java/com.android.json.jar
 $(JUNIT) $(ANDROID_JSON):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit5 libandroid-json-java >/dev/null
 
+# the web demo's tests run onnxruntime-web (pinned in web_demo/package-lock.json) from web_demo/node_modules
+NPM := /usr/bin/npm
+WEB_MODULES := web_demo/node_modules/.package-lock.json
+
+$(NPM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+
+$(WEB_MODULES): web_demo/package-lock.json $(NPM)
+	cd web_demo && npm ci --silent --no-audit --no-fund
+
 # what CI runs (.ci/run): the linter, then every test on two workers (tests/conftest.py groups them by bundle)
-test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE) $(JUNIT) $(ANDROID_JSON)
+test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE) $(JUNIT) $(ANDROID_JSON) $(WEB_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 

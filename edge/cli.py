@@ -532,6 +532,30 @@ def runner_build(
         typer.echo(f"built {binary} ({abi}, {summary['seconds']} s)")
 
 
+@app.command()
+@reports_errors
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Web bundle folder (edge compile --target web).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Serve the web demo with BUNDLE (cross-origin isolated, for multi-threaded WASM) until Ctrl-C."""
+    from edge.serve import DemoServer
+
+    with DemoServer(bundle, host, port) as server:
+        if as_json:
+            _emit_json({"command": "serve", "url": server.url, "bundle": str(bundle)})
+        else:
+            typer.echo(f"serving the web demo with {bundle} at {server.url} (Ctrl-C stops)")
+        sys.stdout.flush()  # a script waiting for the address reads it now
+        try:
+            server.thread.join()
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+
+
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C: every staging folder and temporary file is removed
 

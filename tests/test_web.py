@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
+from typer.testing import CliRunner
 
-from tests.helpers import REPO, manifest_json, run_check_cli
+from edge.cli import app
+from edge.inpaint import bundle_source
+from edge.pipeline.loop import inpaint_tensors, model_inputs, start_noise
+from edge.pipeline.pictures import open_picture, prepare_pair
+from edge.serve import DemoServer
+from tests.helpers import REPO, manifest_json, rewrite_manifest, run_check_cli
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +61,65 @@ def test_check_passes_the_profile_gates(web_bundles, tmp_path, mode):
     run = run_check_cli(web_bundles[mode], tmp_path / f"{mode}.html", "--eval", str(REPO / "eval_data"))
     assert run.exit_code == 0, [g for g in run.payload["gates"] if g["status"] == "fail"]
     assert run.payload["ground_truth"]["masked_psnr_db"]["bundle"] > 12
+
+
+def test_step_graph_runs_the_loop_as_the_reference_does(web_bundles):
+    """The browser's loop: the UNet, then the bundle's step graph (guidance, DDIM, the next UNet input), the
+    latents never leaving the graphs. Here in onnxruntime against the reference loop on the same bundle."""
+    bundle = web_bundles["fp32"]
+    source = bundle_source(bundle, None, None)
+    image, fill = prepare_pair(open_picture(REPO / "eval_data/images/tulips.png"),
+                               open_picture(REPO / "eval_data/masks/tulips.png"))
+    image_t, mask_t = model_inputs(image, fill, source.image_size)
+    noise = start_noise((1, 4, 16, 16), seed=3)
+    reference = inpaint_tensors(source.graphs, source.plan, image_t, mask_t, noise)
+    step = ort.InferenceSession(str(bundle / manifest_json(bundle)["step_graph"]["file"]),
+                                providers=["CPUExecutionProvider"])
+    known = torch.cat([reference.trace["mask_latent"], reference.trace["masked_latents"]], dim=1).numpy()
+    schedule, guidance = source.plan.schedule, np.float32([source.plan.guidance])
+
+    def advance(latents, predicted, alpha, alpha_next):
+        return step.run(None, {"latents": latents, "noise": predicted, "known": known, "guidance": guidance,
+                               "alpha": np.float32([alpha]), "alpha_next": np.float32([alpha_next])})
+
+    start = reference.trace["noisy_start"].numpy()
+    latents, unet_input = advance(start, np.zeros((2, 4, 16, 16), np.float32), 1.0, 1.0)
+    assert np.array_equal(latents, start)  # the identity call that builds the first UNet input
+    for i in range(schedule.steps):
+        predicted = source.graphs.denoise(torch.from_numpy(unet_input), source.plan.time_features[i : i + 1])
+        latents, unet_input = advance(latents, predicted.numpy(), schedule.alphas[i], schedule.alphas_next[i])
+    assert np.abs(latents - reference.latents.numpy()).max() < 1e-5
+
+
+def _serve(bundle: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["serve", str(bundle), "--port", "0"])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("damage, error", [
+    (lambda m: m.update(target="xnnpack", backend="xnnpack"), "is for target xnnpack; the web demo runs web bundles"),
+    (lambda m: m.pop("step_graph"), "has no step graph (compiled by an older edge): compile it again"),
+    (lambda m: m["step_graph"]["inputs"][0].__setitem__("shape", [1, 4, 8, 8]),
+     "manifest 'step_graph' must have edge's sampling-step inputs and outputs at latent_size"),
+], ids=["another_target", "no_step_graph", "step_graph_of_another_size"])
+def test_serve_refuses_a_bundle_the_demo_cannot_run(web_bundles, tmp_path, damage, error):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(web_bundles["fp32"], bundle)
+    rewrite_manifest(bundle, damage)
+    code, output = _serve(bundle)
+    assert code == 2 and output.count("error:") == 1 and error in output, output
+
+
+def test_serve_gives_the_demo_the_bundle_and_isolation_headers_and_nothing_else(web_bundles):
+    with DemoServer(web_bundles["fp32"], port=0) as server:
+        with urllib.request.urlopen(f"{server.url}bundle/manifest.json") as response:
+            assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+            assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+            assert json.loads(response.read())["backend"] == "web"
+        with urllib.request.urlopen(f"{server.url}ort/ort.webgpu.bundle.min.mjs") as response:
+            assert response.headers["Content-Type"] == "text/javascript"
+        with urllib.request.urlopen(server.url) as response:
+            assert b"js/app.js" in response.read()
+        for path in ("bundle/../../pyproject.toml", "bundle/%2e%2e/golden.safetensors", "../../etc/passwd", "bundle/"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(f"{server.url}{path}")

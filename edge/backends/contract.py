@@ -123,6 +123,15 @@ class CompilesForNpu(Protocol):
     def for_npu(self, lowered: LoweredGraph, npu) -> LoweredGraph: ...
 
 
+@runtime_checkable
+class ShipsStepGraph(Protocol):
+    """Runtimes that keep tensors on a device between calls (onnxruntime-web on WebGPU): the bundle also holds
+    the sampling step (edge.pipeline.step.SamplingStep) as an artifact, so an app's loop reads nothing back."""
+
+    def lower_step(self, step: PreparedGraph) -> bytes:
+        """The step graph's artifact, fp32 (its arithmetic is a few multiply-adds: nothing to quantize)."""
+
+
 def check_quant(backend: Backend, quant: str) -> str:
     if quant not in backend.quant_modes:
         raise EdgeError(f"target {backend.name} has no quant mode '{quant}': choose one of {', '.join(backend.quant_modes)}")

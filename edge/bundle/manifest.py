@@ -17,6 +17,7 @@ from edge.compile.graphs import GRAPH_NAMES, TensorSpec
 from edge.errors import EdgeError
 from edge.models import WeightsIdentity
 from edge.pipeline.schedule import DDIMSchedule
+from edge.pipeline.step import step_graph_specs
 
 SCHEMA = 1
 MAX_GUIDANCE = 30.0  # classifier-free guidance a manifest (or `edge inpaint --guidance`) may ask for
@@ -139,6 +140,23 @@ class GraphEntry:
 
 
 @dataclass(frozen=True)
+class StepGraph:
+    """The sampling step as a graph (edge.pipeline.step.SamplingStep), shipped by backends whose runtime keeps
+    tensors on a device between calls (web): the app runs it between UNet calls instead of reading back."""
+
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    computes: str = ("next_latents = ddim(latents, noise[0] + guidance * (noise[1] - noise[0]), alpha, alpha_next); "
+                     "unet_input = concat(next_latents, known) twice; noise 0 and alpha = alpha_next = 1 give the "
+                     "first unet_input")
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "inputs": [s.to_json() for s in self.inputs],
+                "outputs": [s.to_json() for s in self.outputs], "computes": self.computes}
+
+
+@dataclass(frozen=True)
 class TimeFeatures:
     file: str
     shape: tuple[int, int]  # (steps, F)
@@ -202,6 +220,7 @@ class Manifest:
     golden: str = GOLDEN
     npu: dict | None = None  # the NPU the graphs were compiled for ahead of time
     recipe: dict | None = None  # the mixed-precision recipe's file, hash and content
+    step_graph: StepGraph | None = None  # the sampling step as a graph, where the backend ships one
     files: dict[str, str] = field(default_factory=dict)  # every file but the manifest -> its sha256
 
     def to_json(self) -> dict:
@@ -220,13 +239,16 @@ class Manifest:
             raw["npu"] = self.npu
         if self.recipe is not None:
             raw["recipe"] = self.recipe
+        if self.step_graph is not None:
+            raw["step_graph"] = self.step_graph.to_json()
         raw["files"] = self.files
         return raw
 
     def referenced_files(self) -> list[str]:
         """Every file (or folder artifact) the loop or a program reads: the graphs' artifacts, the timestep
-        features, the golden I/O."""
-        return [*(entry.file for entry in self.graphs.values()), self.sampling.time_features.file, self.golden]
+        features, the golden I/O, the step graph."""
+        step = [self.step_graph.file] if self.step_graph is not None else []
+        return [*(entry.file for entry in self.graphs.values()), self.sampling.time_features.file, self.golden, *step]
 
     @staticmethod
     def from_json(raw: object, source: str) -> Manifest:
@@ -267,7 +289,8 @@ class Manifest:
             calibration=Calibration(calibration.get("folder", str), calibration.strings("pairs"),
                                     calibration.strings("held_out"), calibration.get("sha256", str)),
             tools=top.get("tools", dict), golden=top.path("golden"), npu=top.get("npu", dict, optional=True),
-            recipe=top.get("recipe", dict, optional=True), files=dict(files.raw))
+            recipe=top.get("recipe", dict, optional=True), files=dict(files.raw),
+            step_graph=_step_graph(top.child("step_graph")) if "step_graph" in top.raw else None)
         _check_values(manifest, source)
         unlisted = [name for name in manifest.referenced_files()
                     if name not in manifest.files and not any(f.startswith(f"{name}/") for f in manifest.files)]
@@ -292,6 +315,9 @@ def _check_values(manifest: Manifest, source: str) -> None:
         "vae.scaling_factor": manifest.scaling_factor > 0 or "must be positive",
         "graphs": all(spec.dtype == "float32" for entry in manifest.graphs.values()
                       for spec in (*entry.inputs, *entry.outputs)) or "every input and output must be float32",
+        "step_graph": manifest.step_graph is None
+        or (manifest.step_graph.inputs, manifest.step_graph.outputs) == step_graph_specs(manifest.latent_size)
+        or "must have edge's sampling-step inputs and outputs at latent_size",
     }
     for key, verdict in problems.items():
         if verdict is not True:
@@ -313,11 +339,18 @@ def _tensor(fields: Fields) -> TensorSpec:
     return TensorSpec(fields.get("name", str), tuple(shape), fields.get("dtype", str))
 
 
+def _tensors(fields: Fields, key: str) -> tuple[TensorSpec, ...]:
+    return tuple(_tensor(Fields(t, f"{fields.where}.{key}", fields.source)) for t in fields.get(key, list))
+
+
+def _step_graph(fields: Fields) -> StepGraph:
+    return StepGraph(fields.path("file"), _tensors(fields, "inputs"), _tensors(fields, "outputs"),
+                     fields.get("computes", str))
+
+
 def _graph(fields: Fields) -> GraphEntry:
     recipe = fields.child("recipe")
-    tensors = {key: tuple(_tensor(Fields(t, f"{fields.where}.{key}", fields.source)) for t in fields.get(key, list))
-               for key in ("inputs", "outputs")}
-    return GraphEntry(fields.path("file"), tensors["inputs"], tensors["outputs"],
+    return GraphEntry(fields.path("file"), _tensors(fields, "inputs"), _tensors(fields, "outputs"),
                       GraphRecipe(recipe.get("quant", str), recipe.strings("float_ops"),
                                   recipe.strings("float_modules"), recipe.strings("rewrites")),
                       fields.get("report", dict), fields.number("golden_sqnr_db", optional=True, infinite=True))

@@ -6,9 +6,11 @@ Each stage is a short function that takes the previous stage's typed object and 
                                                                    and sensitivity)
   lower(job, prepared, staging)                  -> Lowered       each graph through the target's backend,
                                                                    its artifact written into the staging folder
+  lower_step(job, prepared, staging)             -> StepGraph     the sampling step as a graph, for backends
+                                                                   that ship one (None for the others)
   golden(job, prepared, lowered, staging)        -> Golden        one held-out case per graph: input, the
                                                                    program's output, the fp32 output
-  manifest(job, prepared, lowered, golden)       -> Manifest      (edge.bundle.manifest)
+  manifest(job, prepared, lowered, golden, step) -> Manifest      (edge.bundle.manifest)
   write(staging, prepared, manifest)             -> Path          timestep features, hashes, atomic rename
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from edge.backends.contract import CompilesForNpu, LoweredGraph, check_options
+from edge.backends.contract import CompilesForNpu, LoweredGraph, ShipsStepGraph, check_options
 from edge.bundle.manifest import (
     GOLDEN,
     TIME_FEATURES,
@@ -33,6 +35,7 @@ from edge.bundle.manifest import (
     GraphRecipe,
     Manifest,
     Sampling,
+    StepGraph,
     TimeFeatures,
     Weights,
 )
@@ -46,6 +49,7 @@ from edge.models.unet import NUM_CONDITIONING_TOKENS
 from edge.models.weights import file_sha256
 from edge.pipeline.loop import NOISE_OFFSET, PASTE_BLUR_RADIUS
 from edge.pipeline.schedule import DEFAULT_STRENGTH
+from edge.pipeline.step import step_graph
 from edge.quality.metrics import sqnr_db
 from edge.targets import TargetProfile, load_target
 
@@ -134,6 +138,15 @@ def lower(job: CompileJob, prepared: Prepared, staging: BundleWriter, say: Say, 
     return lowered
 
 
+def lower_step(job: CompileJob, prepared: Prepared, staging: BundleWriter) -> StepGraph | None:
+    backend = job.target.backend
+    if not isinstance(backend, ShipsStepGraph):
+        return None
+    graph = step_graph(prepared.models.preset.latent_size)
+    path = staging.write(f"step{job.target.artifact}", backend.lower_step(graph))
+    return StepGraph(path.name, graph.inputs, graph.outputs)
+
+
 def golden(job: CompileJob, prepared: Prepared, lowered: Lowered, staging: BundleWriter) -> Golden:
     """golden.safetensors: per graph its held-out input, the program's output (the fp32 output where the program
     cannot run here) and the fp32 torch output."""
@@ -149,7 +162,8 @@ def golden(job: CompileJob, prepared: Prepared, lowered: Lowered, staging: Bundl
     return sqnr
 
 
-def manifest(job: CompileJob, prepared: Prepared, lowered: Lowered, golden_sqnr: Golden) -> Manifest:
+def manifest(job: CompileJob, prepared: Prepared, lowered: Lowered, golden_sqnr: Golden,
+             step: StepGraph | None) -> Manifest:
     request, target, preset, plan = job.request, job.target, prepared.models.preset, prepared.plan
     graphs = {name: GraphEntry(artifact.path.name, prepared.graphs[name].inputs, prepared.graphs[name].outputs,
                                GraphRecipe(job.quant, artifact.lowered.float_ops, list(artifact.float_modules),
@@ -178,7 +192,7 @@ def manifest(job: CompileJob, prepared: Prepared, lowered: Lowered, golden_sqnr:
         tools={"edge": version("edge"), "python": platform.python_version(), **target.backend.versions()},
         npu=job.npu.to_json() if job.npu is not None else None,
         recipe={"file": str(request.recipe), "sha256": file_sha256(request.recipe), **job.recipe.to_json()}
-        if job.recipe else None)
+        if job.recipe else None, step_graph=step)
 
 
 def write(staging: BundleWriter, prepared: Prepared, bundle_manifest: Manifest) -> Path:
@@ -206,7 +220,9 @@ def compile_bundle(request: CompileRequest, say: Say = lambda _: None, on_step: 
         say(f"calibration inputs: {len(calib_pairs)} pairs x {prepared.plan.schedule.steps} steps, "
             f"{len(eval_pairs)} held out ({'from cache' if prepared.from_cache else 'recorded'})")
         lowered = lower(job, prepared, staging, say, lambda done, _: on_step(pairs + done, total))
-        return write(staging, prepared, manifest(job, prepared, lowered, golden(job, prepared, lowered, staging)))
+        step = lower_step(job, prepared, staging)
+        golden_sqnr = golden(job, prepared, lowered, staging)
+        return write(staging, prepared, manifest(job, prepared, lowered, golden_sqnr, step))
     except BaseException:
         staging.abort()
         raise

@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter
 from edge.models.unet import timestep_features
 from edge.pipeline.pictures import prepare_pair
 from edge.pipeline.schedule import DDIMSchedule
+from edge.pipeline.step import guided_noise, unet_input
 
 if TYPE_CHECKING:
     from edge.compile.graphs import GraphSpec
@@ -106,10 +107,8 @@ def inpaint_tensors(graphs: InpaintGraphs, plan: SamplingPlan, image: torch.Tens
     x = schedule.add_noise(latents, noise)
     trace = {"latents": latents, "masked_latents": masked_latents, "mask_latent": mask_latent, "noisy_start": x}
     for i in range(schedule.steps):
-        unet_input = torch.cat([x, known], dim=1).repeat(2, 1, 1, 1)  # (2, 9, s, s): uncond, cond
-        noise_uncond, noise_cond = graphs.denoise(unet_input, plan.time_features[i : i + 1]).chunk(2)
-        noise_pred = noise_uncond + plan.guidance * (noise_cond - noise_uncond)
-        x = schedule.step(i, x, noise_pred)
+        noise = graphs.denoise(unet_input(x, known), plan.time_features[i : i + 1])  # (2, 4, s, s)
+        x = schedule.step(i, x, guided_noise(noise, plan.guidance))
         if on_step is not None:
             on_step(i + 1, schedule.steps)
     return InpaintResult(graphs.decode(x), x, trace)

@@ -42,12 +42,18 @@ class DDIMSchedule:
         """One deterministic DDIM step (eta = 0) from timesteps[index] to the next."""
         alpha = torch.tensor(self.alphas[index], dtype=torch.float32)
         alpha_next = torch.tensor(self.alphas_next[index], dtype=torch.float32)
-        predicted_clean = (sample - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()
-        return alpha_next.sqrt() * predicted_clean + (1 - alpha_next).sqrt() * noise_pred
+        return ddim_update(sample, noise_pred, alpha, alpha_next)
 
     def to_json(self) -> dict:
         return {"kind": "ddim", "eta": 0.0, "timesteps": list(self.timesteps),
                 "alphas_cumprod": list(self.alphas), "alphas_cumprod_next": list(self.alphas_next)}
+
+
+def ddim_update(sample: torch.Tensor, noise_pred: torch.Tensor, alpha: torch.Tensor,
+                alpha_next: torch.Tensor) -> torch.Tensor:
+    """DDIM (eta = 0) from ᾱ = alpha to ᾱ = alpha_next, in float32 (alpha and alpha_next: 0-d or (1,) tensors)."""
+    predicted_clean = (sample - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()
+    return alpha_next.sqrt() * predicted_clean + (1 - alpha_next).sqrt() * noise_pred
 
 
 def ddim_schedule(steps: int = DEFAULT_STEPS, strength: float = DEFAULT_STRENGTH) -> DDIMSchedule:

@@ -12,7 +12,9 @@ Quant modes:
         QuantizeLinear/DequantizeLinear pairs are what both onnxruntime-web providers run.
 
 Inputs and outputs are float32 with the graph specs' names and static shapes, as in every target, so the
-bundle and the loop an app follows are the same. fp16 and int4 (MatMulNBits) are to come (issue 16).
+bundle and the loop an app follows are the same. The bundle also holds the sampling step as an fp32 graph
+(`step.onnx`, edge.pipeline.step): the browser runs it between UNet calls, so the latents stay on the GPU.
+fp16 and int4 (MatMulNBits) are to come (issue 16).
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ class WebBackend:
         report = {"opset": OPSET, "ops": ops, "bytes": len(payload),
                   "calibration_samples": 0 if quant == "fp32" else len(calibration)}
         return LoweredGraph(graph.name, payload, float_ops, report)
+
+    def lower_step(self, step: PreparedGraph) -> bytes:
+        return export_onnx(step).SerializeToString()
 
     def load(self, path: Path) -> Program:
         import onnxruntime as ort

@@ -1,0 +1,166 @@
+"""The web demo (web_demo/, served by `edge serve`) in a real browser: Debian's Chromium driven by playwright, with
+onnxruntime-web from web_demo/node_modules (`make test` runs `npm ci`). `--enable-unsafe-webgpu` gives Chromium a
+software WebGPU adapter here, so the WebGPU path runs without a GPU."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from edge.inpaint import bundle_source
+from edge.pipeline.loop import inpaint_tensors, model_inputs, paste_back, start_noise, to_image
+from edge.pipeline.pictures import open_picture, prepare_pair
+from edge.serve import ONNXRUNTIME_WEB, DemoServer
+from tests.helpers import REPO, manifest_json
+
+CHROMIUM = Path("/usr/bin/chromium")
+PAIR = "flower"  # held out: neither trained nor calibrated on
+PAGE_BLUR_REACH = 9  # pixels: the page's paste-back Gaussian (sigma 3) is cut at 3 sigma (web_demo/js/pictures.js)
+
+
+@pytest.fixture(scope="module")
+def web_fp32(compiled) -> Path:
+    return compiled("web", "fp32")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.is_file() or not ONNXRUNTIME_WEB.is_dir():
+        pytest.fail(f"{CHROMIUM} or {ONNXRUNTIME_WEB} is missing: `make test` installs Chromium and runs npm ci")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--enable-unsafe-webgpu"])
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """One page of the demo in a fresh browser context (its own Cache Storage), with every request it made."""
+
+    def __init__(self, browser, url: str):
+        self.context = browser.new_context()
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.goto(url)
+        self.ready = self.page.evaluate("edgeDemo.ready")
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        return [e for e in self.page.evaluate("edgeEvents") if kind is None or e["kind"] == kind]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture()
+def demo_page(browser, web_fp32):
+    with DemoServer(web_fp32, port=0) as server:
+        page = Page(browser, server.url)
+        yield page, server.url
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def held_out(web_fp32):
+    """The held-out pair at the model's size, torch's start noise, and `edge inpaint --bundle`'s loop on them."""
+    source = bundle_source(web_fp32, None, None)
+    image, fill = prepare_pair(open_picture(REPO / "eval_data/images" / f"{PAIR}.png"),
+                               open_picture(REPO / "eval_data/masks" / f"{PAIR}.png"))
+    image_t, mask_t = model_inputs(image, fill, source.image_size)
+    noise = start_noise((1, 4, source.image_size // 8, source.image_size // 8), seed=0)
+    reference = inpaint_tensors(source.graphs, source.plan, image_t, mask_t, noise).image01
+    return {"image": image_t.flatten().tolist(), "mask": mask_t.flatten().tolist(), "noise": noise.flatten().tolist(),
+            "reference": reference.flatten().numpy()}
+
+
+@pytest.mark.parametrize("provider", ["wasm", "webgpu"])
+def test_page_inpaints_the_held_out_pair_as_the_python_pipeline_does(demo_page, web_fp32, held_out, provider):
+    page, url = demo_page
+    assert page.ready
+    inputs = {key: held_out[key] for key in ("image", "mask", "noise")}
+    result = page.page.evaluate("inputs => edgeDemo.inpaintTensors(inputs)", {**inputs, "provider": provider})
+    assert result["provider"] == provider
+    tolerance = manifest_json(web_fp32)["end_to_end_tolerance"]["max_abs_image01"]
+    # measured: WASM 1.3e-5, WebGPU 1.8e-6 (2026-12-04)
+    assert np.abs(np.asarray(result["image01"]) - held_out["reference"]).max() <= tolerance
+    # the latents stay where the provider computes them: on the GPU for WebGPU, read back three times in all
+    # (two encodings, the decoded image), never between steps
+    assert result["latentLocation"] == ("gpu-buffer" if provider == "webgpu" else "cpu")
+    assert result["readBacks"] == 3
+    steps = len(manifest_json(web_fp32)["sampling"]["scheduler"]["timesteps"])
+    assert [e["step"] for e in page.events("step")] == list(range(1, steps + 1))
+    assert {e["graph"]: e["provider"] for e in page.events("session")} == dict.fromkeys(
+        ("encoder", "unet", "decoder", "step"), provider)
+    assert page.requests and all(request.startswith(url) for request in page.requests), page.requests
+
+
+def test_painting_ui_inpaints_a_photo_and_keeps_every_pixel_outside_the_blurred_mask(demo_page, web_fp32, tmp_path):
+    """The page as a user drives it: photo and mask files in, `inpaint` clicked, the pasted result read from its
+    canvas. Against Python with the page's own start noise: the unmasked pixels are the photo's exactly, and the
+    filled hole is close (the browser resizes with its own filter, edge with Lanczos)."""
+    page, _ = demo_page
+    image_path, mask_path = (REPO / folder / f"{PAIR}.png" for folder in ("eval_data/images", "eval_data/masks"))
+    page.page.set_input_files("#photo", str(image_path))
+    page.page.set_input_files("#mask-file", str(mask_path))
+    page.page.fill("#seed", "7")
+    page.page.select_option("#provider", "wasm")  # auto would pick the software WebGPU adapter: the slow path here
+    page.page.click("#run")
+    page.page.wait_for_function("edgeEvents.some(e => e.kind === 'done' || e.kind === 'error')", timeout=120_000)
+    assert not page.events("error"), page.events("error")
+    pixels = np.asarray(page.page.evaluate("""() => {
+        const canvas = document.getElementById("result-canvas");
+        return Array.from(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data);
+    }"""), dtype=np.uint8).reshape(256, 256, 4)[..., :3]
+
+    source = bundle_source(web_fp32, None, None)
+    image, fill = prepare_pair(open_picture(image_path), open_picture(mask_path))
+    image_t, mask_t = model_inputs(image, fill, source.image_size)
+    noise = np.asarray(page.page.evaluate("edgeDemo.startNoise(7)"), dtype=np.float32).reshape(1, 4, 16, 16)
+    import torch
+
+    result = inpaint_tensors(source.graphs, source.plan, image_t, mask_t, torch.from_numpy(noise)).image01
+    python = np.asarray(paste_back(to_image(result).resize(image.size, Image.Resampling.LANCZOS), image, fill))
+    kept = np.asarray(fill.filter(ImageFilter.MaxFilter(2 * PAGE_BLUR_REACH + 1))) == 0
+    assert np.array_equal(pixels[kept], np.asarray(image)[kept])
+    hole = np.asarray(fill) > 0
+    mean_abs = np.abs(pixels[hole].astype(float) - python[hole]).mean() / 255
+    assert mean_abs < 0.03, mean_abs  # measured 0.011 (2026-12-04)
+    assert np.abs(pixels[hole].astype(float) - np.asarray(image)[hole]).mean() / 255 > 0.05  # the hole was filled
+    done = page.events("done")[0]
+    assert done["readBacks"] == 3
+
+
+def test_a_model_file_changed_on_the_server_is_a_hash_error_on_the_page(browser, web_fp32, tmp_path, held_out):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(web_fp32, bundle)
+    with DemoServer(bundle, port=0) as server:  # the server checks the bundle as it starts; the file changes later
+        unet = bundle / manifest_json(bundle)["graphs"]["unet"]["file"]
+        data = bytearray(unet.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        unet.write_bytes(bytes(data))
+        page = Page(browser, server.url)
+        try:
+            inputs = {key: held_out[key] for key in ("image", "mask", "noise")}
+            with pytest.raises(Exception, match="unet.onnx: sha256 .* does not match the manifest's"):
+                page.page.evaluate("inputs => edgeDemo.inpaintTensors(inputs)", {**inputs, "provider": "wasm"})
+            assert not page.events("step")
+            downloads = [e["loaded"] for e in page.events("download") if e["file"] == "unet.onnx"]
+            assert downloads == sorted(downloads) and downloads[-1] == len(data)  # progress in order, to the end
+        finally:
+            page.close()
+
+
+def test_a_bundle_from_another_origin_is_refused(browser, web_fp32):
+    with DemoServer(web_fp32, port=0) as server:
+        page = Page(browser, f"{server.url}?bundle=https://example.com/bundle/")
+        try:
+            assert page.ready is False
+            assert "bundles load from this page's origin only" in page.page.inner_text("#error")
+            assert all(request.startswith(server.url) for request in page.requests), page.requests
+        finally:
+            page.close()
