@@ -25,7 +25,7 @@ from tests.helpers import REPO, manifest_json, rewrite_manifest, run_check_cli
 
 @pytest.fixture(scope="module")
 def web_bundles(compiled):
-    return {mode: compiled("web", mode) for mode in ("fp32", "int8")}
+    return {mode: compiled("web", mode) for mode in ("fp32", "fp16", "int8")}
 
 
 def test_graphs_are_checked_onnx_with_the_manifests_names_and_static_shapes(web_bundles):
@@ -56,7 +56,17 @@ def test_int8_is_qdq_with_per_channel_weights_and_batched_matmuls_float(web_bund
     assert conv_weight_scales, "no per-channel weight scales"
 
 
-@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_fp16_computes_in_float16_between_float32_inputs_and_outputs(web_bundles):
+    fp32, fp16 = (manifest_json(web_bundles[mode])["graphs"]["unet"] for mode in ("fp32", "fp16"))
+    model = onnx.load(web_bundles["fp16"] / fp16["file"])
+    weights = [init for init in model.graph.initializer if len(init.dims) >= 2]
+    assert weights and all(init.data_type == onnx.TensorProto.FLOAT16 for init in weights)
+    session = ort.InferenceSession(str(web_bundles["fp16"] / fp16["file"]), providers=["CPUExecutionProvider"])
+    assert {node.type for node in (*session.get_inputs(), *session.get_outputs())} == {"tensor(float)"}
+    assert fp16["report"]["bytes"] < 0.6 * fp32["report"]["bytes"]  # 53% on moebius-tiny-trained
+
+
+@pytest.mark.parametrize("mode", ["fp32", "fp16", "int8"])
 def test_check_passes_the_profile_gates(web_bundles, tmp_path, mode):
     run = run_check_cli(web_bundles[mode], tmp_path / f"{mode}.html", "--eval", str(REPO / "eval_data"))
     assert run.exit_code == 0, [g for g in run.payload["gates"] if g["status"] == "fail"]

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+import torch
+from PIL import Image
 
 from edge.inpaint import bundle_source
-from edge.pipeline.loop import inpaint_tensors, model_inputs, paste_back, start_noise, to_image
+from edge.pipeline.loop import inpaint_tensors, model_inputs, paste_back, paste_weight, start_noise, to_image
 from edge.pipeline.pictures import open_picture, prepare_pair
 from edge.serve import ONNXRUNTIME_WEB, DemoServer
 from tests.helpers import REPO, manifest_json
 
 CHROMIUM = Path("/usr/bin/chromium")
 PAIR = "flower"  # held out: neither trained nor calibrated on
-PAGE_BLUR_REACH = 9  # pixels: the page's paste-back Gaussian (sigma 3) is cut at 3 sigma (web_demo/js/pictures.js)
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +99,10 @@ def test_page_inpaints_the_held_out_pair_as_the_python_pipeline_does(demo_page, 
     assert page.requests and all(request.startswith(url) for request in page.requests), page.requests
 
 
-def test_painting_ui_inpaints_a_photo_and_keeps_every_pixel_outside_the_blurred_mask(demo_page, web_fp32, tmp_path):
+def test_painting_ui_gives_the_picture_edge_inpaint_gives(demo_page, web_fp32):
     """The page as a user drives it: photo and mask files in, `inpaint` clicked, the pasted result read from its
-    canvas. Against Python with the page's own start noise: the unmasked pixels are the photo's exactly, and the
-    filled hole is close (the browser resizes with its own filter, edge with Lanczos)."""
+    canvas; against Python's whole `inpaint_image` path (Lanczos resizes, the loop, Pillow's blur and paste-back)
+    with the page's own start noise."""
     page, _ = demo_page
     image_path, mask_path = (REPO / folder / f"{PAIR}.png" for folder in ("eval_data/images", "eval_data/masks"))
     page.page.set_input_files("#photo", str(image_path))
@@ -112,27 +112,25 @@ def test_painting_ui_inpaints_a_photo_and_keeps_every_pixel_outside_the_blurred_
     page.page.click("#run")
     page.page.wait_for_function("edgeEvents.some(e => e.kind === 'done' || e.kind === 'error')", timeout=120_000)
     assert not page.events("error"), page.events("error")
+    assert page.events("done")[0]["readBacks"] == 3
     pixels = np.asarray(page.page.evaluate("""() => {
         const canvas = document.getElementById("result-canvas");
         return Array.from(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data);
-    }"""), dtype=np.uint8).reshape(256, 256, 4)[..., :3]
+    }"""), dtype=np.int16).reshape(256, 256, 4)[..., :3]
 
     source = bundle_source(web_fp32, None, None)
     image, fill = prepare_pair(open_picture(image_path), open_picture(mask_path))
     image_t, mask_t = model_inputs(image, fill, source.image_size)
-    noise = np.asarray(page.page.evaluate("edgeDemo.startNoise(7)"), dtype=np.float32).reshape(1, 4, 16, 16)
-    import torch
-
-    result = inpaint_tensors(source.graphs, source.plan, image_t, mask_t, torch.from_numpy(noise)).image01
-    python = np.asarray(paste_back(to_image(result).resize(image.size, Image.Resampling.LANCZOS), image, fill))
-    kept = np.asarray(fill.filter(ImageFilter.MaxFilter(2 * PAGE_BLUR_REACH + 1))) == 0
+    noise = torch.tensor(page.page.evaluate("edgeDemo.startNoise(7)")).reshape(1, 4, 16, 16)
+    result = inpaint_tensors(source.graphs, source.plan, image_t, mask_t, noise).image01
+    python = np.asarray(paste_back(to_image(result).resize(image.size, Image.Resampling.LANCZOS), image, fill), np.int16)
+    kept = paste_weight(fill) == 0
     assert np.array_equal(pixels[kept], np.asarray(image)[kept])
+    # the same picture up to the loop's float rounding (WASM and torch differ by ~1e-5 before 8-bit rounding)
+    difference = np.abs(pixels - python)
+    assert difference.max() <= 2 and (difference > 0).mean() < 0.01, (difference.max(), (difference > 0).mean())
     hole = np.asarray(fill) > 0
-    mean_abs = np.abs(pixels[hole].astype(float) - python[hole]).mean() / 255
-    assert mean_abs < 0.03, mean_abs  # measured 0.011 (2026-12-04)
-    assert np.abs(pixels[hole].astype(float) - np.asarray(image)[hole]).mean() / 255 > 0.05  # the hole was filled
-    done = page.events("done")[0]
-    assert done["readBacks"] == 3
+    assert np.abs(pixels[hole] - np.asarray(image, np.int16)[hole]).mean() > 10  # the hole was filled, not copied
 
 
 def test_a_model_file_changed_on_the_server_is_a_hash_error_on_the_page(browser, web_fp32, tmp_path, held_out):

@@ -4,7 +4,7 @@
 import * as ort from "../ort/ort.webgpu.bundle.min.mjs";
 import { BundleError, folderSource, openBundle, originSource } from "./bundle.js";
 import { startNoise } from "./noise.js";
-import { binaryMask, imageData, modelInputs, pasteBack } from "./pictures.js";
+import { binaryMask, modelInputs, pasteBack } from "./pictures.js";
 import { chooseProvider, createSessions, inpaint } from "./sampler.js";
 
 ort.env.wasm.wasmPaths = new URL("../ort/", import.meta.url).href;
@@ -76,7 +76,7 @@ async function sessionsFor(provider) {
 
 // Decoded image of the loop at the model's size, from model-size arrays (what the tests compare with Python).
 async function inpaintTensors({ image, mask, noise, provider = "wasm" }) {
-  const chosen = await chooseProvider(provider);
+  const chosen = await chooseProvider(provider, bundle.manifest);
   const result = await inpaint(ort, await sessionsFor(chosen), bundle.manifest, {
     image: Float32Array.from(image), mask: Float32Array.from(mask), noise: Float32Array.from(noise),
   }, { onStep: (step) => emit({ kind: "step", ...step }) });
@@ -111,15 +111,15 @@ async function run() {
   $("cancel").disabled = false;
   try {
     const started = performance.now();
-    const provider = await chooseProvider($("provider").value);
+    const provider = await chooseProvider($("provider").value, manifest);
     const ready = await sessionsFor(provider);
     const size = manifest.image_size;
-    const inputs = modelInputs(photoCanvas, fill, photoPixels.width, photoPixels.height, size);
+    const inputs = modelInputs(photoPixels, fill, size);
     const seed = Number($("seed").value) >>> 0;
     const noise = startNoise(4, manifest.latent_size, seed, manifest.sampling.noise_offset);
     const result = await inpaint(ort, ready, manifest, { ...inputs, noise },
       { signal: running.signal, onStep: (step) => emit({ kind: "step", ...step }) });
-    const pasted = pasteBack(imageData(result.image01, size), photoPixels, fill);
+    const pasted = pasteBack(result.image01, size, photoPixels, fill);
     const resultCanvas = $("result-canvas");
     resultCanvas.width = pasted.width;
     resultCanvas.height = pasted.height;
@@ -148,7 +148,10 @@ function paint(event) {
   maskContext.fill();
 }
 
-const pictureOf = (input) => createImageBitmap(input.files[0], { imageOrientation: "from-image" });
+// pixels as the file holds them (edge reads files the same way: EXIF orientation applied, no colour management)
+const pictureOf = (input) => createImageBitmap(input.files[0], {
+  imageOrientation: "from-image", colorSpaceConversion: "none", premultiplyAlpha: "none",
+});
 const reported = (action) => (...args) => action(...args).catch(showError);
 
 maskCanvas.addEventListener("pointerdown", paint);

@@ -7,10 +7,16 @@
 const GRAPHS = ["encoder", "unet", "decoder"];
 const f32 = Math.fround;
 
-export async function chooseProvider(wanted) {
-  if (wanted !== "auto") return wanted;
+// "auto": WebGPU where the browser has an adapter that runs the bundle (fp16 needs shader-f16), WASM otherwise.
+export async function chooseProvider(wanted, manifest) {
   const adapter = navigator.gpu && (await navigator.gpu.requestAdapter().catch(() => null));
-  return adapter ? "webgpu" : "wasm";
+  const runsBundle = adapter && (manifest.quant !== "fp16" || adapter.features.has("shader-f16"));
+  if (wanted === "auto") return runsBundle ? "webgpu" : "wasm";
+  if (wanted === "webgpu" && !runsBundle) {
+    throw new Error(adapter ? "this GPU lacks shader-f16, which fp16 bundles need on WebGPU: choose wasm"
+      : "this browser has no WebGPU adapter: choose wasm");
+  }
+  return wanted;
 }
 
 // One session per graph; the provider each got is reported (a failed WebGPU session is an error, not a fallback).
