@@ -16,7 +16,7 @@ from edge.inpaint import bundle_source
 from edge.pipeline.loop import inpaint_tensors, model_inputs, paste_back, paste_weight, start_noise, to_image
 from edge.pipeline.pictures import open_picture, prepare_pair
 from edge.serve import ONNXRUNTIME_WEB, DemoServer
-from tests.helpers import REPO, manifest_json
+from tests.helpers import REPO, manifest_json, rewrite_manifest
 
 CHROMIUM = Path("/usr/bin/chromium")
 PAIR = "flower"  # held out: neither trained nor calibrated on
@@ -160,5 +160,25 @@ def test_a_bundle_from_another_origin_is_refused(browser, web_fp32):
             assert page.ready is False
             assert "bundles load from this page's origin only" in page.page.inner_text("#error")
             assert all(request.startswith(server.url) for request in page.requests), page.requests
+        finally:
+            page.close()
+
+
+@pytest.mark.parametrize("damage, error", [
+    (lambda m: m["graphs"]["unet"].__setitem__("file", "../unet.onnx"), '"../unet.onnx" is not a relative path inside'),
+    (lambda m: m["sampling"]["scheduler"]["alphas_cumprod"].__setitem__(0, 1.5), "alphas in (0, 1]"),
+    (lambda m: m.__setitem__("schema", 2), "schema 2, this page reads schema 1"),
+], ids=["path_outside", "alpha_out_of_range", "schema"])
+def test_the_page_checks_the_manifest_as_edge_does(browser, web_fp32, tmp_path, damage, error):
+    """A manifest edited on the server after `edge serve` checked it (with a matching manifest.sha256)."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(web_fp32, bundle)
+    with DemoServer(bundle, port=0) as server:
+        rewrite_manifest(bundle, damage)
+        page = Page(browser, server.url)
+        try:
+            assert page.ready is False
+            assert error in page.page.inner_text("#error")
+            assert not page.events("download")
         finally:
             page.close()

@@ -69,12 +69,24 @@ function checkManifest(manifest, where) {
   const files = [...GRAPHS.map((name) => manifest.graphs[name].file), manifest.step_graph.file,
     manifest.sampling.time_features.file];
   for (const file of files) {
+    if (!insideBundle(file)) throw problem(`${JSON.stringify(file)} is not a relative path inside the bundle`);
     if (!/^[0-9a-f]{64}$/.test(manifest.files?.[file] ?? "")) throw problem(`'files' has no sha256 for ${file}`);
   }
-  const { timesteps, alphas_cumprod: alphas, alphas_cumprod_next: alphasNext } = manifest.sampling.scheduler;
+  const { guidance, noise_offset: noiseOffset, scheduler } = manifest.sampling;
+  const { timesteps, alphas_cumprod: alphas, alphas_cumprod_next: alphasNext } = scheduler;
   if (timesteps.length !== alphas.length || alphas.length !== alphasNext.length) {
     throw problem("the scheduler's timesteps and alphas differ in length");
   }
+  if (![guidance, noiseOffset, ...alphas, ...alphasNext].every(Number.isFinite)
+    || ![...alphas, ...alphasNext].every((alpha) => alpha > 0 && alpha <= 1)) {
+    throw problem("'sampling' needs finite numbers and alphas in (0, 1]");
+  }
+}
+
+// the rule edge's manifest reader applies: relative, no "..", ".", empty parts or backslashes
+function insideBundle(name) {
+  return typeof name === "string" && name !== "" && !name.startsWith("/") && !name.includes("\\")
+    && name.split("/").every((part) => part !== "" && part !== "." && part !== "..");
 }
 
 // Opens a bundle: its manifest checked. file(name) gives a file's bytes, checked against the manifest.
