@@ -34,12 +34,15 @@ $(ADB):
 $(CMAKE):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
 
-# the Android core's tests compile plain Java and run it under JUnit 5 with Android's own org.json (Debian's jars)
+# the Android core's tests compile plain Java and run it under JUnit 5 with Android's own org.json (Debian's jars);
+# the app's tests link its resources and manifest with aapt2 against Android's framework-res.apk
 JUNIT := /usr/share/java/junit-platform-console-standalone.jar
 ANDROID_JSON := /usr/share/java/com.android.json.jar
+AAPT2 := /usr/bin/aapt2
+FRAMEWORK_RES := /usr/share/android-framework-res/framework-res.apk
 
-$(JUNIT) $(ANDROID_JSON):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit5 libandroid-json-java >/dev/null
+$(JUNIT) $(ANDROID_JSON) $(AAPT2) $(FRAMEWORK_RES):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit5 libandroid-json-java aapt android-framework-res >/dev/null
 
 # the web demo's tests run onnxruntime-web (pinned in web_demo/package-lock.json) from web_demo/node_modules
 NPM := /usr/bin/npm
@@ -52,7 +55,7 @@ $(WEB_MODULES): web_demo/package-lock.json $(NPM)
 	cd web_demo && npm ci --silent --no-audit --no-fund
 
 # what CI runs (.ci/run): the linter, then every test on two workers (tests/conftest.py groups them by bundle)
-test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE) $(JUNIT) $(ANDROID_JSON) $(WEB_MODULES)
+test: $(STAMP) $(CHROMIUM) $(ADB) $(CMAKE) $(JUNIT) $(ANDROID_JSON) $(AAPT2) $(FRAMEWORK_RES) $(WEB_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 

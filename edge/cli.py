@@ -397,6 +397,8 @@ def train(
 
 runner_app = typer.Typer(help="The native ExecuTorch runner (android_demo/runner).", no_args_is_help=True)
 app.add_typer(runner_app, name="runner")
+android_app = typer.Typer(help="The Android app (android_demo/app): put bundles where it finds them.", no_args_is_help=True)
+app.add_typer(android_app, name="android")
 
 
 @app.command()
@@ -530,6 +532,25 @@ def runner_build(
         _emit_json({"command": "runner build", **summary})
     else:
         typer.echo(f"built {binary} ({abi}, {summary['seconds']} s)")
+
+
+@android_app.command("push")
+@reports_errors
+def android_push(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (edge compile --target xnnpack, vulkan or tflite).")],
+    device: Annotated[str | None, typer.Option(help="adb serial (default: the one attached device).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Push BUNDLE to the app's folder on an Android device over adb, then verify every file's sha256 there."""
+    from edge.device.push import push_bundle
+
+    result = push_bundle(bundle, device, _narrator(as_json))
+    if as_json:
+        _emit_json({"command": "android push", **result})
+    else:
+        typer.echo(f"{result['folder']} on {result['serial']}: {result['files']} files verified, "
+                   f"{len(result['pushed'])} pushed ({result['pushed_bytes'] / 1e6:.1f} MB)")
 
 
 @app.command()

@@ -182,7 +182,7 @@ class AdbServer:
                 command = command.replace(RUNNER_PATH, str(self.stubs / f"{'crashing' if device.runner_fault == 'crash' else 'hanging'}_runner"))
             if device.heats_up:
                 (device.root / "thermal").write_text("2")
-        command = re.sub(r"(?<![\w./-])/(data|sys)/", lambda m: f"{device.root}/{m.group(1)}/", command)
+        command = re.sub(r"(?<![\w./-])/(data|sys|sdcard)/", lambda m: f"{device.root}/{m.group(1)}/", command)
         environment = {"PATH": f"{self.stubs}:/usr/bin:/bin", "EMULATOR_ROOT": str(device.root), "HOME": str(device.root)}
         process = subprocess.Popen(["sh", "-c", command], cwd=device.root, env=environment, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True)

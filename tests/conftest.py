@@ -97,7 +97,8 @@ SLOW_FIXTURES = {"compiled", "tiny_bundles", "tiny_checks", "tiny_int8_copy", "n
 # one target's bundles (and the contract test's cases of that target) together, every other file by itself (its
 # module fixtures run once). Groups start longest first, so that the two workers finish together. Bundles are
 # compiled once across workers anyway (CompiledBundles): the groups only keep a worker from waiting on the other.
-FILE_GROUPS = {"tests/test_adb.py": "xnnpack", "tests/test_android_core.py": "xnnpack", "tests/test_check.py": "xnnpack", "tests/test_compile.py": "xnnpack",
+FILE_GROUPS = {"tests/test_adb.py": "xnnpack", "tests/test_android_core.py": "xnnpack",
+               "tests/test_android_push.py": "xnnpack", "tests/test_check.py": "xnnpack", "tests/test_compile.py": "xnnpack",
                "tests/test_profile.py": "xnnpack", "tests/test_vulkan.py": "vulkan", "tests/test_coreml.py": "coreml",
                "tests/test_tflite.py": "tflite", "tests/test_web.py": "web", "tests/test_web_demo.py": "web"}
 CONTRACT_CASES = "tests/test_contract.py::test_bundle_keeps_the_contract["
