@@ -4,7 +4,7 @@ The server speaks the documented smart-socket protocol (4 hex digits of length, 
 "OKAY" or "FAIL" + length + message): host:version, host:devices(-l), host[-serial:S]:features (empty:
 no shell v2, so the client uses plain shell: and sync v1), host:tport:serial:S / host:transport:S, then
 on the same socket shell:CMD (output streamed, socket closed at the end) or sync: (STAT, SEND + DATA +
-DONE, RECV, QUIT). A device is a sandbox folder standing for its filesystem: /data/... and /sys/...
+DONE, RECV, QUIT). A device is a sandbox folder standing for its filesystem: /data/..., /sys/... and /sdcard/...
 in a command are rewritten into it, and getprop, dumpsys thermalservice, taskset and pkill are small
 stand-in scripts. Programs run on this host, so the host-built runner plays the device's runner.
 
