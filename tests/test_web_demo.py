@@ -42,9 +42,11 @@ def browser():
 class Page:
     """One page of the demo in a fresh browser context (its own Cache Storage), with every request it made."""
 
-    def __init__(self, browser, url: str):
+    def __init__(self, browser, url: str, init_script: str | None = None):
         self.context = browser.new_context()
         self.page = self.context.new_page()
+        if init_script:
+            self.page.add_init_script(init_script)
         self.requests: list[str] = []
         self.page.on("request", lambda request: self.requests.append(request.url))
         self.page.goto(url)
@@ -196,3 +198,20 @@ def test_the_page_checks_the_manifest_as_edge_does(browser, web_fp32, tmp_path, 
             assert not page.events("download")
         finally:
             page.close()
+
+
+def test_a_full_cache_storage_costs_a_warning_not_the_run(browser, web_fp32, held_out):
+    """A browser that refuses to store a model file (its quota full: a 900 MB fp32 UNet in a small profile did) still
+    inpaints; each file not kept is one warning event."""
+    with DemoServer(web_fp32, port=0) as server:
+        page = Page(browser, server.url, "Cache.prototype.put = () => Promise.reject(new Error('quota exceeded'))")
+        try:
+            inputs = {key: tensor.flatten().tolist() for key, tensor in held_out.items()}
+            result = page.page.evaluate("inputs => edgeDemo.inpaintTensors(inputs)", {**inputs, "provider": "wasm"})
+            warnings = page.events("warning")
+        finally:
+            page.close()
+    assert result["readBacks"] == 3
+    files = ["encoder.onnx", "unet.onnx", "decoder.onnx", "step.onnx", "time_features.f32"]
+    assert sorted(w["file"] for w in warnings) == sorted(files)
+    assert all("not kept in Cache Storage (quota exceeded)" in w["message"] for w in warnings)

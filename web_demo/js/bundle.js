@@ -123,8 +123,13 @@ export async function openBundle(source, onEvent = () => {}) {
       throw new BundleError(`${source.label}${name}: sha256 ${actual.slice(0, 16)}… does not match the manifest's `
         + `${expected.slice(0, 16)}…: the file is damaged or from another bundle`);
     }
-    if (cache) await cache.put(key, new Response(buffer));
     onEvent({ kind: "verified", file: name, bytes: buffer.byteLength, from: "network" });
+    if (cache) {
+      // a full browser storage quota (a 900 MB fp32 UNet in a small profile) costs the next visit a download only
+      await cache.put(key, new Response(buffer)).catch((error) => onEvent({
+        kind: "warning", file: name, message: `${name}: not kept in Cache Storage (${error.message})`,
+      }));
+    }
     return buffer;
   }
 
