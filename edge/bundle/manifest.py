@@ -1,7 +1,7 @@
 """manifest.json, typed: everything an app needs to run the loop without Python (schema 1).
 
 `Manifest.to_json()` is what the compiler writes; `Manifest.from_json(raw, source)` is what every reader
-(edge's commands, and the web and Android readers to come, which check the same rules) accepts: the
+(edge's commands; web_demo/js/bundle.js and android_demo/core check the same rules) accepts: the
 schema version, every key with its type, finite numbers, and every path relative and inside the bundle.
 A problem is one EdgeError naming the manifest file and the key.
 """

@@ -21,7 +21,7 @@ bundle and the loop an app follows are the same. The exporter's per-node metadat
 dropped: a third of the download. onnxruntime's offline optimizer (basic level, the provider-independent one)
 was measured and changes nothing on these graphs (the exporter folds constants already), so it is not run.
 The bundle also holds the sampling step as an fp32 graph (`step.onnx`, edge.pipeline.step): the browser runs
-it between UNet calls, so the latents stay on the GPU. int4 (MatMulNBits) is to come (issue 16).
+it between UNet calls, so the latents stay on the GPU. int4 (MatMulNBits) is not here yet: the README says why.
 """
 
 from __future__ import annotations
