@@ -209,9 +209,11 @@ def test_a_full_cache_storage_costs_a_warning_not_the_run(browser, web_fp32, hel
             inputs = {key: tensor.flatten().tolist() for key, tensor in held_out.items()}
             result = page.page.evaluate("inputs => edgeDemo.inpaintTensors(inputs)", {**inputs, "provider": "wasm"})
             warnings = page.events("warning")
+            shown = page.page.inner_text("#warnings")
         finally:
             page.close()
     assert result["readBacks"] == 3
     files = ["encoder.onnx", "unet.onnx", "decoder.onnx", "step.onnx", "time_features.f32"]
     assert sorted(w["file"] for w in warnings) == sorted(files)
     assert all("not kept in Cache Storage (quota exceeded)" in w["message"] for w in warnings)
+    assert shown.count("warning: ") == len(files) and "unet.onnx: not kept in Cache Storage" in shown

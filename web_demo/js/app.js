@@ -26,6 +26,8 @@ function emit(event) {
     showProgress(event.loaded / event.total, `downloading ${event.file}: ${(event.loaded / 1e6).toFixed(1)} MB`);
   } else if (event.kind === "step") {
     showProgress(event.step / event.steps, `step ${event.step}/${event.steps}: ${event.ms.toFixed(0)} ms`);
+  } else if (event.kind === "warning") {
+    $("warnings").textContent += `warning: ${event.message}\n`;
   }
 }
 
