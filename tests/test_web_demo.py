@@ -70,11 +70,11 @@ def demo_page(browser, web_fp32):
 @pytest.fixture(scope="module")
 def held_out(web_fp32):
     """The held-out pair at the model's size and torch's start noise."""
-    source = bundle_source(web_fp32, None, None)
+    manifest = manifest_json(web_fp32)
     image, fill = prepare_pair(open_picture(REPO / "eval_data/images" / f"{PAIR}.png"),
                                open_picture(REPO / "eval_data/masks" / f"{PAIR}.png"))
-    image_t, mask_t = model_inputs(image, fill, source.image_size)
-    noise = start_noise((1, 4, source.image_size // 8, source.image_size // 8), seed=0)
+    image_t, mask_t = model_inputs(image, fill, manifest["image_size"])
+    noise = start_noise((1, 4, manifest["latent_size"], manifest["latent_size"]), seed=0)
     return {"image": image_t, "mask": mask_t, "noise": noise}
 
 

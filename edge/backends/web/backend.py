@@ -158,10 +158,11 @@ class WebBackend:
             model = export_onnx(graph)
             batched = batched_matmuls(model)
             payload = store_in_float16(quantize_int8(model, graph, calibration, batched), batched)
-            float_ops = sorted(set(op_counts(payload)) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
+        ops = op_counts(payload)
+        if quant == "int8":
+            float_ops = sorted(set(ops) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
             float_ops += [f"MatMul x{len(batched)} (batched)"] if batched else []
-        report = {"opset": OPSET, "ops": op_counts(payload), "bytes": len(payload),
-                  "calibration_samples": len(calibration)}
+        report = {"opset": OPSET, "ops": ops, "bytes": len(payload), "calibration_samples": len(calibration)}
         return LoweredGraph(graph.name, payload, float_ops, report)
 
     def lower_step(self, step: PreparedGraph) -> bytes:
