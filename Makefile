@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# --no-compile: Python byte-compiles what it imports, once; compiling every installed module took minutes
 	$(BIN)/pip install --quiet --no-compile torch==2.13.0
-	$(BIN)/pip install --quiet --no-compile -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile -e '.[test,ray]'
 	touch $(STAMP)
 
 # moebius-tiny-trained (shipped weights, 128 px) on a held-out photograph it never saw

@@ -56,17 +56,19 @@ def end_to_end(bundle_path: Path) -> dict:
     from edge.bundle.runner import BundleGraphs
     from edge.compile.graphs import build_graphs
     from edge.compile.prepare import load_models
-    from edge.pipeline.loop import TorchGraphs
-    from edge.quality.check import compare_pipelines, evaluation_pairs
+    from edge.pipeline.loop import TorchGraphs, inpaint_image
+    from edge.quality.check import evaluation_pairs, picture_metrics
 
     bundle = open_bundle(bundle_path)
     models = load_models("moebius-0.22b", None, None, 0)
-    pairs, _, _ = evaluation_pairs(None, bundle)
+    pair = evaluation_pairs(None, bundle)[0][0]
+    picture, mask = pair.pictures()
     started = time.perf_counter()
-    outcome = compare_pipelines(TorchGraphs(build_graphs(models.preset, models.unet, models.vae)), BundleGraphs(bundle),
-                                bundle.sampling_plan(), bundle.manifest.image_size, pairs[:1], None, lambda: None)[0]
-    metrics = {k: round(v, 4) for k, v in outcome.metrics.items() if k in ("masked_psnr_db", "masked_ssim", "psnr_db")}
-    return {"pair": outcome.name, **metrics, "seconds": round(time.perf_counter() - started, 1)}
+    results = [inpaint_image(graphs, bundle.sampling_plan(), bundle.manifest.image_size, picture, mask, seed=0)
+               for graphs in (TorchGraphs(build_graphs(models.preset, models.unet, models.vae)), BundleGraphs(bundle))]
+    measured = picture_metrics(picture, mask, *results, None)
+    metrics = {k: round(v, 4) for k, v in measured.items() if k in ("masked_psnr_db", "masked_ssim", "psnr_db")}
+    return {"pair": pair.name, **metrics, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def main() -> None:

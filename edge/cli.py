@@ -31,6 +31,11 @@ WeightsOption = Annotated[Path | None, typer.Option(help="UNet checkpoint.")]
 VaeOption = Annotated[Path | None, typer.Option(help="VAE folder or state-dict file.")]
 CalibOption = Annotated[Path | None, typer.Option(help="Calibration images (and masks/ of the same name).")]
 SeedOption = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of random weights.")]
+# the work spread over Ray (edge.cluster): `--ray` an embedded Ray on this machine, `--ray-address` a running cluster
+RayOption = Annotated[bool, typer.Option("--ray", help="Spread the work over an embedded Ray on this machine "
+                                                       "(pip install 'edge[ray]').")]
+RayAddressOption = Annotated[str | None, typer.Option(help="Spread the work over the running Ray cluster at this "
+                                                           "address (host:port, ray://host:port, auto).")]
 
 
 @app.callback()
@@ -205,7 +210,9 @@ def check(
     gate: Annotated[list[str] | None, typer.Option(help="Override one gate: metric=threshold, low..high, or metric=off. Repeatable.")] = None,
     lpips_weights: Annotated[Path | None, typer.Option(help="Folder with AlexNet + LPIPS weights (else LPIPS is skipped).")] = None,
     report: Annotated[Path | None, typer.Option(help="report.html to write (default: BUNDLE-report.html beside the bundle).")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's; with --ray: 1 per task).")] = None,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON on stdout.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
@@ -223,8 +230,16 @@ def check(
         torch.set_num_threads(threads)
     require_writable(report)
     plan = plan_check(request)
-    with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
-        result = run_check(plan, say, on_step)
+    if ray or ray_address:
+        from edge.cluster.check import run_check_on_ray
+        from edge.cluster.session import LOCAL, ray_session
+
+        with ray_session(ray_address or LOCAL, threads or 1) as session, progress_steps(f"check {bundle.name} on Ray ({session.slots} "
+                                                                       "workers)", enabled=not as_json) as on_pair:
+            result = run_check_on_ray(request, plan, session, on_pair)
+    else:
+        with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
+            result = run_check(plan, say, on_step)
     write_text_atomically(report, render_report(result))
     payload = {"command": "check", "report": str(report), **result.to_json()}
     if as_json:
@@ -273,6 +288,9 @@ def sensitivity(
     granularity: Annotated[str, typer.Option(help="layer (each ResNet/transformer/resampler) or block (each list of them).")] = "layer",
     float_fraction: Annotated[float, typer.Option(help="At most this share of the quantizable weights kept float by the recipe.")] = 0.1,
     calibration_samples: Annotated[int, typer.Option(min=1, help="UNet calibration samples per variant.")] = 6,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's; with --ray: 1 per task).")] = None,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
@@ -286,8 +304,19 @@ def sensitivity(
                                  calibration_samples)
     for path in (out, recipe_out):
         require_writable(path)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     with progress_steps(f"sensitivity {target} {quant or 'default'}", enabled=not as_json) as on_variant:
-        result, recipe = run_sensitivity(request, say, on_variant)
+        if ray or ray_address:
+            from edge.cluster.sensitivity import run_sensitivity_on_ray
+            from edge.cluster.session import LOCAL, ray_session
+
+            with ray_session(ray_address or LOCAL, threads or 1) as session:
+                result, recipe = run_sensitivity_on_ray(request, session, say, on_variant)
+        else:
+            result, recipe = run_sensitivity(request, say, on_variant)
     payload = {"command": "sensitivity", "model": recipe.model, "target": recipe.target, "quant": recipe.quant,
                "granularity": granularity, **result.to_json(), "recipe": {"file": str(recipe_out), **recipe.to_json()}}
     write_text_atomically(out, _result_json(payload))
@@ -301,6 +330,63 @@ def sensitivity(
                    f"alone {row.only_db:.1f} dB)")
     typer.echo(f"wrote {out} and {recipe_out}: {len(recipe.modules_for('unet'))} group(s) float -> UNet SQNR "
                f"{recipe.expected['unet_sqnr_db']} dB (+{recipe.expected['extra_mb']} MB)")
+
+
+@app.command()
+@reports_errors
+def matrix(
+    matrix_file: Annotated[Path, typer.Argument(metavar="MATRIX.toml", help="Defaults and [[entry]] tables (target, quant, recipe).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: a folder per entry, summary.json, summary.html.")],
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per entry (default: torch's; with --ray: 1).")] = None,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+):
+    """Compile and check every entry of MATRIX.toml into OUT, reusing finished ones: exit 0 when every entry passed
+    its gates, 1 when one failed them or errored, 2 on a bad matrix file."""
+    from edge.cluster.session import LOCAL  # Ray itself is imported only when asked for
+    from edge.matrix.plan import read_matrix
+    from edge.matrix.run import run_matrix
+    from edge.progress import progress_steps
+
+    plan = read_matrix(matrix_file)
+    address = ray_address or (LOCAL if ray else None)
+    with progress_steps(f"matrix {matrix_file.name}" + (" on Ray" if address else ""), enabled=not as_json) as on_entry:
+        summary = run_matrix(plan, out, threads, address, on_entry)
+    if as_json:
+        _emit_json(summary)
+    else:
+        _print_matrix(summary)
+    if not summary["passed"]:
+        raise typer.Exit(1)
+
+
+def _print_matrix(summary: dict) -> None:
+    from rich.table import Table
+
+    from edge.compile.graphs import GRAPH_NAMES
+
+    table = Table(title=f"edge matrix {summary['matrix']}")
+    for column in ("entry", "status", "run", "MB", "SQNR dB " + "/".join(GRAPH_NAMES), "masked PSNR", "UNet ms", "failed gates",
+                   "s"):
+        table.add_column(column, overflow="fold")
+    colors = {"passed": "green", "gate failed": "red", "error": "red", "pending": "dim"}
+    shown = lambda value: "—" if value is None else str(value)
+    for row in summary["entries"]:
+        run = "reused" if row["reused"] else "built" if row["status"] in ("passed", "gate failed") else "—"
+        failed = ", ".join(metric for metric, status in row["gates"].items() if status == "fail")
+        table.add_row(escape(row["name"]), f"[{colors[row['status']]}]{row['status']}[/]", run, shown(row["bundle_mb"]),
+                      "/".join(shown(row["sqnr_db"].get(name)) for name in GRAPH_NAMES), shown(row["masked_psnr_db"]),
+                      shown(row["unet_ms"]), escape(failed), shown(row["seconds"]))
+    console = Console()
+    console.print(table)
+    for row in summary["entries"]:
+        if row["error"]:
+            console.print(f"[red]{escape(row['name'])}:[/] {escape(row['error'])}", highlight=False, soft_wrap=True)
+    verdict = "[green]PASS[/]" if summary["passed"] else "[red]FAIL[/]"
+    console.print(f"{verdict} {summary['counts']['passed']} of {len(summary['entries'])} passed; "
+                  f"{escape(summary['out'])}/summary.html", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -31,7 +31,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     # explicit levels on the emitting loggers: torch sets its own loggers' levels when it is imported
     for name in ("torchao", "torch.utils._pytree", "diffusers", "diffusers.quantizers.torchao.torchao_quantizer",
-                 "coremltools", "executorch", "litert_torch", "ai_edge_litert"):
+                 "coremltools", "executorch", "litert_torch", "ai_edge_litert",
+                 "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(logging.ERROR)
     _native_stderr_to_devnull()
 

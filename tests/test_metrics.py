@@ -10,7 +10,7 @@ import torch
 from edge.errors import EdgeError
 from edge.quality.gates import evaluate_gates, resolve_gates
 from edge.quality.lpips import crop_around, load_lpips
-from edge.quality.metrics import cfg_ratio, psnr_db, sqnr_db, ssim
+from edge.quality.metrics import ErrorSums, cfg_ratio, max_abs_over, psnr_db, sqnr_db, sqnr_db_over, ssim
 
 
 def test_sqnr_and_psnr_follow_their_definitions():
@@ -24,6 +24,19 @@ def test_sqnr_and_psnr_follow_their_definitions():
     assert psnr_db(reference, noisy, hole) == pytest.approx(20.0)
     assert psnr_db(reference, noisy, ~hole) == math.inf
     assert psnr_db(reference, noisy) == pytest.approx(20.0 + 10 * math.log10(4))
+
+
+def test_error_sums_add_up_to_the_numbers_over_every_sample():
+    """What edge check --ray merges: per-sample sums added give the SQNR and max abs of all samples at once."""
+    generator = torch.Generator().manual_seed(0)
+    references = [torch.randn(2, 4, 8, 8, generator=generator) for _ in range(5)]
+    values = [r + 0.1 * k * torch.randn(r.shape, generator=generator) for k, r in enumerate(references)]
+    parts = [ErrorSums.of(r, v) for r, v in zip(references, values)]
+    total = sum(parts, ErrorSums())
+    assert total.samples == 5 and parts[0].sqnr_db == math.inf  # sample 0 has no error
+    assert total.sqnr_db == pytest.approx(sqnr_db_over(references, values), rel=1e-12)
+    assert total.max_abs == max_abs_over(references, values)
+    assert ErrorSums.of(torch.zeros(3), torch.ones(3)).sqnr_db == -math.inf  # no signal, some error
 
 
 def test_ssim_is_one_for_equal_pictures_and_drops_where_they_differ():

@@ -189,15 +189,29 @@ def test_module_scope_regex_selects_exactly_that_module(tflite_bundles, tiny_une
     assert all("TimestepEmbedding_time_embedding" in n for n in matches("denoiser.time_embedding"))
 
 
+SENSITIVITY_ARGS = ["sensitivity", "--target", "tflite", "--model", "moebius-tiny-trained", "--granularity", "block",
+                    "--calibration-samples", "4", "--float-fraction", "0.1"]
+
+
 @pytest.fixture(scope="session")
 def tflite_sensitivity(tmp_path_factory, tflite_bundles):
     """`edge sensitivity --target tflite` on the trained tiny model: the real quantizer and interpreter per variant."""
     folder = tmp_path_factory.mktemp("tflite-sensitivity")
-    result = runner.invoke(app, ["sensitivity", "--target", "tflite", "--model", "moebius-tiny-trained", "--granularity", "block",
-                                 "--calibration-samples", "4", "--float-fraction", "0.1", "-o",
-                                 str(folder / "ranking.json"), "--json"])
+    result = runner.invoke(app, [*SENSITIVITY_ARGS, "--threads", "1", "-o", str(folder / "ranking.json"), "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), folder / "ranking.recipe.toml"
+
+
+def test_sensitivity_on_ray_ranks_and_recommends_as_the_serial_run(tflite_sensitivity, tmp_path):
+    """The 37 variants on an embedded Ray (one thread per task, as the serial run above): the same numbers."""
+    serial, serial_recipe = tflite_sensitivity
+    result = runner.invoke(app, [*SENSITIVITY_ARGS, "--ray", "-o", str(tmp_path / "ranking.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    on_ray = json.loads(result.stdout)
+    assert len(on_ray["ranking"]) == 18 and on_ray["ranking"] == serial["ranking"]
+    assert on_ray["all_quantized_sqnr_db"] == serial["all_quantized_sqnr_db"]
+    assert on_ray["recipe"]["expected"] == serial["recipe"]["expected"]
+    assert (tmp_path / "ranking.recipe.toml").read_text() == serial_recipe.read_text()
 
 
 def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity, tflite_bundles, tmp_path):

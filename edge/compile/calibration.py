@@ -83,23 +83,29 @@ def pairs_digest(pairs: list[ImagePair]) -> str:
 
 
 class RecordingGraphs:
-    """Wraps an InpaintGraphs and keeps every input it is called with."""
+    """Wraps an InpaintGraphs and keeps every input it is called with (and, with keep_outputs, every output)."""
 
-    def __init__(self, graphs: InpaintGraphs):
+    def __init__(self, graphs: InpaintGraphs, keep_outputs: bool = False):
         self.graphs = graphs
+        self.keep_outputs = keep_outputs
         self.inputs: dict[str, list[tuple[torch.Tensor, ...]]] = {name: [] for name in GRAPH_NAMES}
+        self.outputs: dict[str, list[torch.Tensor]] = {name: [] for name in GRAPH_NAMES}
+
+    def _call(self, name: str, run: Callable, *inputs: torch.Tensor) -> torch.Tensor:
+        self.inputs[name].append(inputs)
+        output = run(*inputs)
+        if self.keep_outputs:
+            self.outputs[name].append(output)
+        return output
 
     def encode(self, image):
-        self.inputs["encoder"].append((image,))
-        return self.graphs.encode(image)
+        return self._call("encoder", self.graphs.encode, image)
 
     def denoise(self, latent, time_features):
-        self.inputs["unet"].append((latent, time_features))
-        return self.graphs.denoise(latent, time_features)
+        return self._call("unet", self.graphs.denoise, latent, time_features)
 
     def decode(self, latent):
-        self.inputs["decoder"].append((latent,))
-        return self.graphs.decode(latent)
+        return self._call("decoder", self.graphs.decode, latent)
 
 
 def record(graphs: InpaintGraphs, plan: SamplingPlan, pairs: list[ImagePair], image_size: int,

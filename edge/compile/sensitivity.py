@@ -122,28 +122,22 @@ class QuantizedSqnr:
             return sqnr_db_over(self.references, [program(*sample) for sample in self.samples])
 
 
-def measure_sensitivity(sqnr_with_float: QuantizedSqnr, groups: Sequence[LayerGroup], calibration_samples: int,
-                        on_variant: Callable[[int, int], None] = lambda done, total: None) -> SensitivityResult:
-    started = time.perf_counter()
-    total, done = 1 + 2 * len(groups), 0
-
-    def sqnr(float_modules: tuple[str, ...]) -> float:
-        nonlocal done
-        value = sqnr_with_float(float_modules)
-        done += 1
-        on_variant(done, total)
-        return value
-
+def variants(groups: Sequence[LayerGroup]) -> list[tuple[str, ...]]:
+    """The float-module sets measured, in rank()'s order: none (all quantized), then per group everything but it
+    float ("only") and it float ("without")."""
     names = tuple(g.name for g in groups)
-    quantized_db = sqnr(())
-    rows = []
-    for group in groups:
-        only_db = sqnr(tuple(n for n in names if n != group.name))
-        without_db = sqnr((group.name,))
-        rows.append(GroupSensitivity(group, only_db, without_db, without_db - quantized_db))
+    return [()] + [variant for group in groups
+                   for variant in (tuple(n for n in names if n != group.name), (group.name,))]
+
+
+def rank(groups: Sequence[LayerGroup], values: Sequence[float], calibration_samples: int, eval_samples: int,
+         seconds: float) -> SensitivityResult:
+    """The ranking from each variant's SQNR (values in variants(groups)' order)."""
+    quantized_db = values[0]
+    rows = [GroupSensitivity(group, values[1 + 2 * k], values[2 + 2 * k], values[2 + 2 * k] - quantized_db)
+            for k, group in enumerate(groups)]
     rows.sort(key=lambda row: row.gain_db, reverse=True)
-    return SensitivityResult(quantized_db, tuple(rows), len(sqnr_with_float.samples), calibration_samples,
-                             time.perf_counter() - started)
+    return SensitivityResult(quantized_db, tuple(rows), eval_samples, calibration_samples, seconds)
 
 
 def choose_float_groups(result: SensitivityResult, float_fraction: float) -> list[LayerGroup]:
@@ -183,9 +177,20 @@ class SensitivityRequest:
     calibration_samples: int = 6
 
 
-def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = lambda _: None,
-                    on_variant: Callable[[int, int], None] = lambda done, total: None) -> tuple[SensitivityResult, Recipe]:
-    """Rank the UNet's layer groups for request.target / quant and suggest a recipe."""
+@dataclass(frozen=True)
+class SensitivitySetup:
+    """What every variant is measured with, built once: the quantized graph's SQNR function and the groups."""
+
+    model: str  # the preset's name
+    target: str
+    quant: str
+    sqnr_with_float: QuantizedSqnr
+    groups: list[LayerGroup]
+    calibration_samples: int
+
+
+def set_up_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = lambda _: None) -> SensitivitySetup:
+    """Validate the request, record the fp32 pipeline, build the target's quantizer and the layer groups."""
     profile = load_target(request.target)
     quant = profile.check_quant(request.quant)
     if quant == "fp32":
@@ -209,8 +214,30 @@ def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = la
     groups = layer_groups(unet.module, request.granularity)
     say(f"{len(groups)} layer groups x 2 variants, {len(calibration_set)} calibration and {len(samples)} "
         f"held-out samples")
-    result = measure_sensitivity(sqnr_with_float, groups, len(calibration_set), on_variant)
+    return SensitivitySetup(models.preset.name, profile.name, quant, sqnr_with_float, groups, len(calibration_set))
+
+
+MeasureVariants = Callable[[list[tuple[str, ...]], Callable[[int, int], None]], list[float]]
+
+
+def run_sensitivity(request: SensitivityRequest, say: Callable[[str], None] = lambda _: None,
+                    on_variant: Callable[[int, int], None] = lambda done, total: None,
+                    measure: MeasureVariants | None = None) -> tuple[SensitivityResult, Recipe]:
+    """Rank the UNet's layer groups for request.target / quant and suggest a recipe. measure(variants, on_variant)
+    gives each variant's SQNR (default: here, one after the other; edge.cluster.sensitivity: on a Ray cluster)."""
+    setup = set_up_sensitivity(request, say)
+    started = time.perf_counter()
+    measured = variants(setup.groups)
+    if measure is None:
+        values = []
+        for variant in measured:
+            values.append(setup.sqnr_with_float(variant))
+            on_variant(len(values), len(measured))
+    else:
+        values = measure(measured, on_variant)
+    result = rank(setup.groups, values, setup.calibration_samples, len(setup.sqnr_with_float.samples),
+                  time.perf_counter() - started)
     chosen = choose_float_groups(result, request.float_fraction)
-    recipe = suggest_recipe(result, chosen, sqnr_with_float, model=models.preset.name, target=profile.name,
-                            quant=quant, float_fraction=request.float_fraction)
+    recipe = suggest_recipe(result, chosen, setup.sqnr_with_float, model=setup.model, target=setup.target,
+                            quant=setup.quant, float_fraction=request.float_fraction)
     return result, recipe

@@ -6,14 +6,19 @@ Stages:
     reference weights                           (the checkpoints the bundle was built from, by sha256)
     resolve_gates, load_lpips                   (edge.quality.gates, edge.quality.lpips)
     evaluation_pairs(eval_dir, bundle)          held-out image/mask pairs, never calibrated on
-  run_check(plan):
-  prepare(models, plan, [], eval pairs)         -> the fp32 pipeline's recordings (edge.compile.prepare)
-  compare_graphs(reference, bundle, recordings) -> per graph (and per UNet timestep) SQNR, max abs, CFG ratio
-  compare_pipelines(reference, bundle, pairs)   -> per pair: both pipelines' pictures, PSNR / SSIM / LPIPS
-  evaluate_gates(gates, metrics)                -> pass / fail per gate (edge.quality.gates)
+  run_check(plan) = merge_measurements(plan, [PairMeter(plan).measure(k) for each pair k])
+    PairMeter(plan)                             the fp32 torch model and the bundle's programs, loaded once
+    measure(k)                                  -> PairMeasurement: both pipelines on pair k from the same start
+                                                   noise (seed = k), the fp32 one recording each graph's inputs and
+                                                   outputs; then each of the bundle's graphs alone on those inputs
+                                                   (per-sample error sums, CFG ratio per step); the pictures' PSNR /
+                                                   SSIM / LPIPS
+  merge_measurements(plan, measurements)        -> per graph and per UNet step SQNR, max abs, CFG ratio; gates
+    evaluate_gates(gates, metrics)              pass / fail per gate (edge.quality.gates)
 
-Graph errors are measured on the fp32 pipeline's recorded inputs (each graph in isolation); the
-end-to-end comparison runs both whole pipelines from the same start noise (seed = pair index).
+Pairs are measured independently and merged in pair order, so edge.cluster.check can measure them on a Ray
+cluster and get the serial run's numbers (with the same torch thread count: reductions are summed in an order
+that depends on it).
 """
 
 from __future__ import annotations
@@ -30,15 +35,15 @@ from PIL import Image
 from edge.backends.contract import HasNumericsProxy, NumericsProxy
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.bundle.runner import BundleGraphs
-from edge.compile.calibration import DEFAULT_CALIB_DIR, ImagePair, find_pairs, split_pairs
-from edge.compile.graphs import GRAPH_NAMES, prepare_graph
-from edge.compile.prepare import load_models, prepare
+from edge.compile.calibration import DEFAULT_CALIB_DIR, ImagePair, RecordingGraphs, find_pairs, split_pairs
+from edge.compile.graphs import GRAPH_NAMES, build_graphs, prepare_graph
+from edge.compile.prepare import load_models
 from edge.errors import EdgeError
 from edge.models import WeightsIdentity, weights_identity
-from edge.pipeline.loop import CallableGraphs, SamplingPlan, TorchGraphs, inpaint_image, paste_weight, to_tensor
+from edge.pipeline.loop import CallableGraphs, TorchGraphs, inpaint_image, paste_weight, to_tensor
 from edge.quality.gates import GateResult, Threshold, evaluate_gates, resolve_gates
 from edge.quality.lpips import LPIPS, crop_around, load_lpips
-from edge.quality.metrics import cfg_ratio, max_abs_over, psnr_db, sqnr_db_over, ssim
+from edge.quality.metrics import ErrorSums, cfg_ratio, psnr_db, ssim
 from edge.targets import load_target
 
 
@@ -132,37 +137,6 @@ def evaluation_pairs(eval_dir: Path | None, bundle: Bundle) -> tuple[list[ImageP
     return pairs, {"folder": str(folder), "pairs": [p.name for p in pairs]}, notices
 
 
-def _calls(graphs: CallableGraphs) -> dict[str, Callable]:
-    return {"encoder": graphs.encoder, "unet": graphs.unet, "decoder": graphs.decoder}
-
-
-def compare_graphs(reference: CallableGraphs, candidate: CallableGraphs, recordings: dict, plan: SamplingPlan,
-                   on_sample: Callable[[], None]) -> tuple[dict, list[dict]]:
-    """Each graph on the fp32 pipeline's recorded inputs: (per graph, per UNet sampling step)."""
-    outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    references, candidates = _calls(reference), _calls(candidate)
-    for name in GRAPH_NAMES:
-        outputs[name] = []
-        for sample in recordings[name]:
-            with torch.no_grad():
-                outputs[name].append((references[name](*sample), candidates[name](*sample)))
-            on_sample()
-    graphs = {}
-    for name, pairs in outputs.items():
-        refs, vals = zip(*pairs, strict=True)
-        graphs[name] = {"sqnr_db": sqnr_db_over(refs, vals), "max_abs": max_abs_over(refs, vals), "samples": len(pairs)}
-    steps = plan.schedule.steps
-    unet_steps = []
-    for i, timestep in enumerate(plan.schedule.timesteps):
-        at_step = outputs["unet"][i::steps]  # recordings are pair-major: pair k's step i is sample k * steps + i
-        refs, vals = zip(*at_step, strict=True)
-        ratios = [cfg_ratio(r, v) for r, v in at_step]
-        unet_steps.append({"step": i, "timestep": timestep, "sqnr_db": sqnr_db_over(refs, vals),
-                           "max_abs": max_abs_over(refs, vals), "cfg_ratio": sum(ratios) / len(ratios),
-                           "cfg_ratio_min": min(ratios), "cfg_ratio_max": max(ratios)})
-    return graphs, unet_steps
-
-
 def picture_metrics(picture: Image.Image, mask: Image.Image, reference: Image.Image, result: Image.Image,
                     lpips: LPIPS | None) -> dict[str, float]:
     ref, out = to_tensor(reference)[0], to_tensor(result)[0]  # (3, H, W) in [0, 1]
@@ -180,19 +154,6 @@ def picture_metrics(picture: Image.Image, mask: Image.Image, reference: Image.Im
         metrics["lpips"] = float(lpips(ref[None], out[None]))
         metrics["masked_lpips"] = float(lpips(ref[None, :, rows, cols], out[None, :, rows, cols]))
     return metrics
-
-
-def compare_pipelines(reference: CallableGraphs, candidate: CallableGraphs, plan: SamplingPlan, image_size: int,
-                      pairs: list[ImagePair], lpips: LPIPS | None, on_run: Callable[[], None]) -> list[PairOutcome]:
-    outcomes = []
-    for index, pair in enumerate(pairs):
-        picture, mask = pair.pictures()
-        results = []
-        for graphs in (reference, candidate):
-            results.append(inpaint_image(graphs, plan, image_size, picture, mask, seed=index))
-            on_run()
-        outcomes.append(PairOutcome(pair.name, picture, mask, *results, picture_metrics(picture, mask, *results, lpips)))
-    return outcomes
 
 
 def summary_metrics(graphs: dict, unet_steps: list[dict], pairs: list[PairOutcome]) -> dict:
@@ -274,44 +235,98 @@ def numerics_proxy(bundle: Bundle) -> NumericsProxy:
     return backend.numerics_proxy
 
 
-def proxy_graphs(bundle: Bundle, graphs: dict, recordings: dict) -> CallableGraphs:
+def proxy_graphs(bundle: Bundle, graphs: dict) -> CallableGraphs:
     """The bundle's graphs prepared as it records them (same rewrites), to run in torch: its numerics proxy.
-    recordings give each graph's example inputs."""
+    The bundle's golden inputs give each graph's example inputs."""
     prepared = {name: prepare_graph(graphs[name], tuple(bundle.manifest.graphs[name].recipe.rewrites),
-                                    recordings[name][0]) for name in GRAPH_NAMES}
+                                    bundle.golden_case(name)[0]) for name in GRAPH_NAMES}
     return CallableGraphs(*(prepared[name].module for name in GRAPH_NAMES))
+
+
+@dataclass
+class PairMeasurement:
+    """One evaluation pair's share of a check: what merge_measurements needs (it crosses process boundaries)."""
+
+    index: int  # in CheckPlan.pairs; also the start noise's seed
+    outcome: PairOutcome
+    graph_errors: dict[str, list[ErrorSums]]  # per graph, one per call of the fp32 pipeline (UNet: per sampling step)
+    cfg_ratios: list[float]  # per UNet sampling step
+
+
+class PairMeter:
+    """A check's two pipelines, built once (the fp32 torch model and the bundle's programs, or their numerics
+    proxy). measure(index) runs pair `index` through both from the same start noise, recording the fp32
+    pipeline's graph inputs and outputs, then runs each of the bundle's graphs alone on those inputs."""
+
+    def __init__(self, check: CheckPlan):
+        bundle = check.bundle
+        models = load_models(bundle.manifest.model, check.unet_weights, check.vae_weights, check.seed)
+        graphs = build_graphs(models.preset, models.unet, models.vae)
+        self.check = check
+        self.plan = bundle.sampling_plan()
+        self.reference = TorchGraphs(graphs)
+        self.candidate = proxy_graphs(bundle, graphs) if check.proxy else BundleGraphs(bundle)
+
+    @property
+    def calls_per_pair(self) -> int:
+        """Progress steps of measure(): two pipelines, then the encoder twice, the UNet per step, the decoder."""
+        return 2 + 2 + self.plan.schedule.steps + 1
+
+    def measure(self, index: int, on_call: Callable[[], None] = lambda: None) -> PairMeasurement:
+        pair, size = self.check.pairs[index], self.check.bundle.manifest.image_size
+        picture, mask = pair.pictures()
+        recorder = RecordingGraphs(self.reference, keep_outputs=True)
+        results = []
+        for graphs in (recorder, self.candidate):
+            results.append(inpaint_image(graphs, self.plan, size, picture, mask, seed=index))
+            on_call()
+        calls = {"encoder": self.candidate.encoder, "unet": self.candidate.unet, "decoder": self.candidate.decoder}
+        errors: dict[str, list[ErrorSums]] = {name: [] for name in GRAPH_NAMES}
+        cfg = []
+        for name in GRAPH_NAMES:
+            for sample, expected in zip(recorder.inputs[name], recorder.outputs[name], strict=True):
+                with torch.no_grad():
+                    value = calls[name](*sample)
+                errors[name].append(ErrorSums.of(expected, value))
+                if name == "unet":
+                    cfg.append(cfg_ratio(expected, value))
+                on_call()
+        outcome = PairOutcome(pair.name, picture, mask, *results, picture_metrics(picture, mask, *results, self.check.lpips))
+        return PairMeasurement(index, outcome, errors, cfg)
+
+
+def merge_measurements(check: CheckPlan, measurements: list[PairMeasurement]) -> CheckResult:
+    """The check's result from every pair's measurement, in pair order: sums added in that order, so the numbers
+    do not depend on where (or in how many parts) the pairs were measured."""
+    assert [m.index for m in measurements] == list(range(len(check.pairs))), "one measurement per pair, in order"
+    graphs = {}
+    for name in GRAPH_NAMES:
+        total = sum((errors for m in measurements for errors in m.graph_errors[name]), ErrorSums())
+        graphs[name] = {"sqnr_db": total.sqnr_db, "max_abs": total.max_abs, "samples": total.samples}
+    unet_steps = []
+    for i, timestep in enumerate(check.bundle.sampling_plan().schedule.timesteps):
+        total = sum((m.graph_errors["unet"][i] for m in measurements), ErrorSums())
+        ratios = [m.cfg_ratios[i] for m in measurements]
+        unet_steps.append({"step": i, "timestep": timestep, "sqnr_db": total.sqnr_db, "max_abs": total.max_abs,
+                           "cfg_ratio": sum(ratios) / len(ratios), "cfg_ratio_min": min(ratios),
+                           "cfg_ratio_max": max(ratios)})
+    outcomes = [m.outcome for m in measurements]
+    metrics = summary_metrics(graphs, unet_steps, outcomes)
+    return CheckResult(check.bundle, check.evaluation, graphs, unet_steps, outcomes, metrics,
+                       evaluate_gates(check.gates, metrics), ground_truth_metrics(outcomes), check.notices)
 
 
 def run_check(check: CheckPlan, say: Callable[[str], None] = lambda _: None,
               on_step: Callable[[int, int], None] = lambda done, total: None) -> CheckResult:
-    bundle, pairs = check.bundle, check.pairs
-    models = load_models(bundle.manifest.model, check.unet_weights, check.vae_weights, check.seed)
-    say(f"recording the fp32 pipeline on {len(pairs)} held-out pair(s)")
-    prepared = prepare(models, bundle.sampling_plan(), [], pairs)
-    graphs, recordings = prepared.graphs, prepared.held_out
-    if check.proxy:
-        say(f"numerics proxy: the prepared graphs {check.proxy.measured_as()}")
-        candidate = proxy_graphs(bundle, graphs, recordings)
-    else:
-        candidate = BundleGraphs(bundle)
-    return _measure(check, prepared.plan, TorchGraphs(graphs), candidate, recordings, say, on_step)
-
-
-def _measure(check: CheckPlan, plan: SamplingPlan, reference: CallableGraphs, candidate: CallableGraphs,
-             recordings: dict, say, on_step) -> CheckResult:
-    bundle, pairs = check.bundle, check.pairs
-    total = sum(len(recordings[name]) for name in GRAPH_NAMES) + 2 * len(pairs)
-    done = 0
+    """The check in this process, pair after pair (edge.cluster.check spreads the pairs over a Ray cluster)."""
+    say(f"loading the fp32 model and the bundle ({check.proxy.measured_as() if check.proxy else 'its runtime'})")
+    meter = PairMeter(check)
+    total, done = meter.calls_per_pair * len(check.pairs), 0
 
     def advance() -> None:
         nonlocal done
         done += 1
         on_step(done, total)
 
-    say("comparing each graph on recorded inputs")
-    graph_metrics, unet_steps = compare_graphs(reference, candidate, recordings, plan, advance)
-    say("running both pipelines end to end")
-    outcomes = compare_pipelines(reference, candidate, plan, bundle.manifest.image_size, pairs, check.lpips, advance)
-    metrics = summary_metrics(graph_metrics, unet_steps, outcomes)
-    return CheckResult(bundle, check.evaluation, graph_metrics, unet_steps, outcomes, metrics,
-                       evaluate_gates(check.gates, metrics), ground_truth_metrics(outcomes), check.notices)
+    say(f"measuring {len(check.pairs)} held-out pair(s): both pipelines, then each graph on the fp32 pipeline's inputs")
+    return merge_measurements(check, [meter.measure(index, advance) for index in range(len(check.pairs))])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,33 @@ def sqnr_db(reference: torch.Tensor, value: torch.Tensor) -> float:
 
 def max_abs(reference: torch.Tensor, value: torch.Tensor) -> float:
     return float((value.double() - reference.double()).abs().max())
+
+
+@dataclass(frozen=True)
+class ErrorSums:
+    """What SQNR and max abs over many samples are made of: float64 sums of the reference's and the error's
+    squares, and the largest error. Parts measured apart (other processes, other machines) and added in the same
+    order give exactly the numbers of one run over every sample."""
+
+    signal: float = 0.0
+    noise: float = 0.0
+    max_abs: float = 0.0
+    samples: int = 0
+
+    @classmethod
+    def of(cls, reference: torch.Tensor, value: torch.Tensor) -> ErrorSums:
+        error = value.double() - reference.double()
+        return cls(float(reference.double().pow(2).sum()), float(error.pow(2).sum()), float(error.abs().max()), 1)
+
+    def __add__(self, other: ErrorSums) -> ErrorSums:
+        return ErrorSums(self.signal + other.signal, self.noise + other.noise, max(self.max_abs, other.max_abs),
+                         self.samples + other.samples)
+
+    @property
+    def sqnr_db(self) -> float:
+        if self.noise == 0:
+            return math.inf
+        return -math.inf if self.signal == 0 else 10 * math.log10(self.signal / self.noise)
 
 
 def sqnr_db_over(references: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> float:
