@@ -121,13 +121,16 @@ def table(result: dict) -> list[str]:
              f"{serial1 / ray['total_s']:.2f}x | {serial_all / ray['total_s']:.2f}x |", "",
              f"Ray's fixed cost: {ray['session_s']:.1f} s to start the embedded session, {ray['fixed_s']:.1f} s in all "
              f"before the first pair's result beyond that pair's own time (the workers import torch and ExecuTorch and "
-             f"load both models); its cost per task beyond the serial per-pair time: {ray['per_task_overhead_s']:.2f} s.",
+             f"load both models). After it, each task costs {ray['per_task_overhead_s']:+.2f} s against the serial "
+             f"per-pair time (nothing measurable), so the {ray['workers']} workers measure pairs "
+             f"{serial1 / (ray['total_s'] - ray['fixed_s']):.2f}x as fast as the 1-thread serial run: the speed-up "
+             "tends to the number of workers as the evaluation grows, while the fixed cost stays put.",
              "",
              f"On paper, {FULL_SIZE_PAIRS:,} pairs at full size (moebius-0.22b, XNNPACK int8, 2-core machines like this "
              f"one): a pair costs {paper['per_pair_s']} s (fp32 pipeline {paper['fp32_pipeline_s']} s + the bundle's "
              f"{paper['bundle_pipeline_s']} s + its graphs alone on the recorded inputs {paper['graphs_alone_s']} s, "
              "from `xnnpack.py`), so "
-             + ", ".join(f"{n} machine{'s' if n > 1 else ''}: {hours} h" for n, hours in paper["hours"].items())
+             + ", ".join(f"{n} machine{'' if n == '1' else 's'}: {hours} h" for n, hours in paper["hours"].items())
              + " (pairs spread evenly; the fixed cost above is seconds to a minute at full size, noise at this scale)."]
     return lines
 
