@@ -234,9 +234,11 @@ def check(
         from edge.cluster.check import run_check_on_ray
         from edge.cluster.session import LOCAL, ray_session
 
-        with ray_session(ray_address or LOCAL, threads or 1) as session, progress_steps(f"check {bundle.name} on Ray ({session.slots} "
-                                                                       "workers)", enabled=not as_json) as on_pair:
-            result = run_check_on_ray(request, plan, session, on_pair)
+        with ray_session(ray_address or LOCAL, threads or 1) as session:
+            workers = min(session.slots, len(plan.pairs))
+            say(f"{workers} Ray worker(s) load the fp32 model and the bundle, then measure {len(plan.pairs)} pair(s)")
+            with progress_steps(f"check {bundle.name} on Ray", enabled=not as_json) as on_pair:
+                result = run_check_on_ray(request, plan, session, on_pair)
     else:
         with progress_steps(f"check {bundle.name}", enabled=not as_json) as on_step:
             result = run_check(plan, say, on_step)

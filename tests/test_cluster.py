@@ -59,9 +59,9 @@ def numbers(result: CheckResult) -> dict:
             "pairs": [(p.name, p.metrics, p.reference.tobytes(), p.result.tobytes()) for p in result.pairs]}
 
 
-def check_worker_pids(running_only: bool = False) -> set[int]:
-    """Processes of Ray actors of edge.cluster.check (Ray titles them ray::CheckWorker[.method])."""
-    title = b"ray::CheckWorker.measure" if running_only else b"ray::CheckWorker"
+def edge_worker_pids(running_only: bool = False) -> set[int]:
+    """Processes of edge's Ray actors (Ray titles them ray::EdgeWorker, ray::EdgeWorker.call while they work)."""
+    title = b"ray::EdgeWorker.call" if running_only else b"ray::EdgeWorker"
     pids = set()
     for entry in Path("/proc").iterdir():
         try:
@@ -93,13 +93,13 @@ def test_a_worker_killed_mid_run_is_retried_and_the_result_is_complete(serial, t
     try:
         victim = None
         while victim is None and check.poll() is None:
-            busy = check_worker_pids(running_only=True)
+            busy = edge_worker_pids(running_only=True)
             victim = min(busy) if busy else time.sleep(0.2)
         assert victim is not None, "the check ended before any worker measured a pair"
         os.kill(victim, signal.SIGKILL)
         replaced = set()
         while check.poll() is None:
-            replaced |= check_worker_pids() - {victim}
+            replaced |= edge_worker_pids() - {victim}
             time.sleep(0.2)
         stdout, stderr = check.communicate()
     finally:

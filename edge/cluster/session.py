@@ -33,6 +33,23 @@ def _import_ray():
     return ray
 
 
+class EdgeWorker:
+    """A Ray actor holding worker(*init_args), built once in its process. An EdgeError while building it (a file the
+    worker cannot see) is raised by each call, where it reaches the driver as itself (Ray reports an actor whose
+    construction failed without its cause)."""
+
+    def __init__(self, worker: type, init_args: tuple):
+        try:
+            self.worker, self.error = worker(*init_args), None
+        except EdgeError as err:
+            self.worker, self.error = None, err
+
+    def call(self, method: str, item):
+        if self.error is not None:
+            raise self.error
+        return getattr(self.worker, method)(item)
+
+
 @dataclass(frozen=True)
 class RaySession:
     ray: object  # the ray module
@@ -50,15 +67,16 @@ class RaySession:
         once (its models loaded once) and given the next item whenever it is free; a worker whose process dies is
         built again and its item retried. Results in the items' order; an EdgeError raised by a worker is raised
         here."""
-        actor = self.ray.remote(num_cpus=self.threads, max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)(worker)
-        actors = [actor.remote(*init_args) for _ in range(min(self.slots, len(items)))]
+        actor = self.ray.remote(num_cpus=self.threads, max_restarts=TASK_RETRIES,
+                                max_task_retries=TASK_RETRIES)(EdgeWorker)
+        actors = [actor.remote(worker, init_args) for _ in range(min(self.slots, len(items)))]
         waiting, running, results = list(enumerate(items)), {}, {}
         try:
             while waiting or running:
                 while waiting and len(running) < len(actors):
                     free = next(a for a in actors if all(a is not busy for busy, _ in running.values()))
                     index, item = waiting.pop(0)
-                    running[getattr(free, method).remote(item)] = (free, index)
+                    running[free.call.remote(method, item)] = (free, index)
                 [ready], _ = self.ray.wait(list(running), num_returns=1)
                 _, index = running.pop(ready)
                 results[index] = self.get(ready)
