@@ -173,7 +173,7 @@ def compile_command(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ):
     """Export, calibrate, quantize and lower the three graphs into a bundle for TARGET."""
-    from edge.compile.stages import CompileRequest, compile_bundle
+    from edge.compile.stages import CompileRequest, compile_bundle, compile_summary
     from edge.progress import progress_steps
 
     say = _narrator(as_json)
@@ -184,12 +184,9 @@ def compile_command(
         path = compile_bundle(request, say, on_step)
     from edge.bundle.bundle import open_bundle
 
-    manifest = open_bundle(path).manifest
-    summary = {"bundle": str(path), "target": manifest.target, "quant": manifest.quant, "model": manifest.model,
-               "target_options": manifest.target_options,
-               "random_weights": manifest.weights.random, "seconds": round(time.perf_counter() - started, 1),
-               "graphs": {n: {"file": g.file, "golden_sqnr_db": g.golden_sqnr_db, **g.report}
-                          for n, g in manifest.graphs.items()}}
+    bundle = open_bundle(path)
+    manifest = bundle.manifest
+    summary = compile_summary(bundle, path, round(time.perf_counter() - started, 1))
     if as_json:
         _emit_json({"command": "compile", **summary})
     else:

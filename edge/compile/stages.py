@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 from edge.backends.contract import CompilesForNpu, LoweredGraph, ShipsStepGraph, check_options
+from edge.bundle.bundle import Bundle
 from edge.bundle.manifest import (
     GOLDEN,
     TIME_FEATURES,
@@ -226,3 +227,14 @@ def compile_bundle(request: CompileRequest, say: Say = lambda _: None, on_step: 
     except BaseException:
         staging.abort()
         raise
+
+
+def compile_summary(bundle: Bundle, path: Path, seconds: float) -> dict:
+    """What `edge compile --json` (and each `edge matrix` entry) reports of a bundle: `path` is where it is, or will
+    be once moved; its size on disk."""
+    manifest = bundle.manifest
+    size = sum(file.stat().st_size for file in bundle.path.rglob("*") if file.is_file())
+    return {"bundle": str(path), "target": manifest.target, "quant": manifest.quant, "model": manifest.model,
+            "target_options": manifest.target_options, "random_weights": manifest.weights.random, "seconds": seconds,
+            "bundle_bytes": size, "graphs": {n: {"file": g.file, "golden_sqnr_db": g.golden_sqnr_db, **g.report}
+                                             for n, g in manifest.graphs.items()}}

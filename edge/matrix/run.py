@@ -33,7 +33,7 @@ import torch
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.bundle.writer import is_bundle_folder
 from edge.cluster.session import set_task_threads
-from edge.compile.stages import CompileRequest, compile_bundle
+from edge.compile.stages import CompileRequest, compile_bundle, compile_summary
 from edge.device.measure import Settings
 from edge.device.profile import profile_graph
 from edge.errors import EdgeError
@@ -157,16 +157,6 @@ def unet_speed(bundle: Bundle) -> dict | None:
         return None
     measured = profile_graph(bundle, "unet", SPEED_SETTINGS)
     return {"unet_median_ms": measured["median_ms"], "runs": measured["runs"], "threads": torch.get_num_threads()}
-
-
-def compile_summary(bundle: Bundle, path: Path, seconds: float) -> dict:
-    """What `edge compile --json` reports of a bundle (`path`: where it will be), and its size on disk."""
-    manifest = bundle.manifest
-    size = sum(file.stat().st_size for file in bundle.path.rglob("*") if file.is_file())
-    return {"bundle": str(path), "target": manifest.target, "quant": manifest.quant, "model": manifest.model,
-            "target_options": manifest.target_options, "random_weights": manifest.weights.random, "seconds": seconds,
-            "bundle_bytes": size, "graphs": {n: {"file": g.file, "golden_sqnr_db": g.golden_sqnr_db, **g.report}
-                                             for n, g in manifest.graphs.items()}}
 
 
 def finished_entry(entry: Entry, out: Path) -> dict | None:
