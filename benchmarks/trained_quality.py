@@ -9,6 +9,7 @@ int8, block groups) on both weights. Writes benchmarks/results/trained_quality.j
 benchmarks/README.md, and prints the proposed gates (RULE below) for pasting into targets/*.toml.
 
     .venv/bin/python benchmarks/trained_quality.py [--weights trained random] [--targets xnnpack ...] [--jobs 2] [--reuse]
+        [--quants int4 ...] [--merge]   (--merge: measured rows replace theirs in the last results, the rest kept)
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def table(result: dict) -> list[str]:
             failed = [g["metric"] for g in gates if g["status"] == "fail"]
             return "pass" if not failed else f"fail: {', '.join(failed)}"
 
-        lines.append(f"| {row['target']} | {row['quant']} | {row['weights']} | {m['unet_sqnr_db']} | "
+        again = row.get("measured_again")
+        mode = f"{row['quant']} (measured {again['date']}, load {again['load_average']})" if again else row["quant"]
+        lines.append(f"| {row['target']} | {mode} | {row['weights']} | {m['unet_sqnr_db']} | "
                      f"{m['unet_worst_step_sqnr_db']} | {m['encoder_sqnr_db']} | {m['decoder_sqnr_db']} | "
                      f"{m['masked_psnr_db']} | {m['masked_ssim']} | {truth['fp32']} / {truth['bundle']} | "
                      f"{verdict('eval_data')} / {verdict('calib_heldout')} |")
@@ -146,6 +149,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="bundles measured at once (each with 1 torch thread)")
     parser.add_argument("--reuse", action="store_true", help="keep bundles already compiled in out/trained-quality")
     parser.add_argument("--no-sensitivity", action="store_true")
+    parser.add_argument("--quants", nargs="+", help="only these quant modes (of each target that has them)")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge the measured rows into the last results (a new mode, a rerun) instead of starting over")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     result = {"schema": 1, "benchmark": "trained_quality", "date": datetime.date.today().isoformat(),
@@ -153,16 +159,30 @@ def main() -> None:
               "load_average": round(os.getloadavg()[0], 2), "jobs": args.jobs, "rule": RULE}
     if args.jobs > 1:
         os.environ["OMP_NUM_THREADS"] = "1"  # each edge process: one torch thread, jobs processes at once
-    cases = [(w, t, q) for w in args.weights for t in args.targets for q in quant_modes(w)[t]]
+    cases = [(w, t, q) for w in args.weights for t in args.targets for q in quant_modes(w)[t]
+             if not args.quants or q in args.quants]
     with ThreadPoolExecutor(args.jobs) as pool:
         result["rows"] = list(pool.map(lambda case: measure(*case, args.reuse), cases))
     os.environ.pop("OMP_NUM_THREADS", None)
+    if args.merge:
+        result = merged(json.loads(RESULTS.read_text()), result)
     if not args.no_sensitivity:
-        result["sensitivity"] = {w: sensitivity(w) for w in args.weights}
+        result["sensitivity"] = result.get("sensitivity", {}) | {w: sensitivity(w) for w in args.weights}
     result["proposed_gates"] = proposed_gates(result["rows"])
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     write_section("TRAINED", "Trained model quality, every target and mode (`trained_quality.py`)", table(result))
     print(json.dumps(result["proposed_gates"], indent=1))
+
+
+def merged(previous: dict, new: dict) -> dict:
+    """The last results with the new rows in place of theirs, each marked with its own date and load average."""
+    def key(row: dict) -> tuple:
+        return row["weights"], row["target"], row["quant"]
+
+    for row in new["rows"]:
+        row["measured_again"] = {"date": new["date"], "load_average": new["load_average"]}
+    replaced = {key(row) for row in new["rows"]}
+    return previous | {"rows": [row for row in previous["rows"] if key(row) not in replaced] + new["rows"]}
 
 
 def rederive() -> None:

@@ -8,7 +8,7 @@ bundle's held-out golden inputs, with each graph's SQNR against torch fp32. Phas
 2 threads: per-step seconds, total seconds, and whether it ran to the end (the browser's memory holding).
 Writes benchmarks/results/web.json and the web table in benchmarks/README.md.
 
-    .venv/bin/python benchmarks/web.py [--modes fp32 fp16 int8] [--runs 3] [--reuse]   (--reuse: bundles in out/)
+    .venv/bin/python benchmarks/web.py [--modes fp32 fp16 int8 int4] [--runs 3] [--reuse]   (--reuse: bundles in out/)
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def time_in_browser(mode: str, bundle: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--modes", nargs="+", default=["fp32", "fp16", "int8"])
+    parser.add_argument("--modes", nargs="+", default=["fp32", "fp16", "int8", "int4"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="reuse bundles already in out/bench-web-*")
     parser.add_argument("--browser-again", nargs="+", default=[], metavar="MODE",

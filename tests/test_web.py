@@ -25,7 +25,7 @@ from tests.helpers import REPO, manifest_json, rewrite_manifest, run_check_cli
 
 @pytest.fixture(scope="module")
 def web_bundles(compiled):
-    return {mode: compiled("web", mode) for mode in ("fp32", "fp16", "int8")}
+    return {mode: compiled("web", mode) for mode in ("fp32", "fp16", "int8", "int4")}
 
 
 def test_graphs_are_checked_onnx_with_the_manifests_names_and_static_shapes(web_bundles):
@@ -70,7 +70,46 @@ def test_fp16_computes_in_float16_between_float32_inputs_and_outputs(web_bundles
     assert fp16["report"]["bytes"] < 0.6 * fp32["report"]["bytes"]  # 53% on moebius-tiny-trained
 
 
-@pytest.mark.parametrize("mode", ["fp32", "fp16", "int8"])
+def test_int4_stores_weights_in_blocks_that_onnxruntime_folds_to_float32_as_it_loads(web_bundles, tmp_path):
+    for graph, code_type in (("unet", onnx.TensorProto.INT4), ("decoder", onnx.TensorProto.INT4),
+                             ("encoder", onnx.TensorProto.INT8)):  # the encoder's codes are 8-bit
+        path = web_bundles["int4"] / f"{graph}.onnx"
+        model = onnx.load(path)
+        assert {opset.version for opset in model.opset_import if opset.domain in ("", "ai.onnx")} == {21}
+        initializers = {init.name: init for init in model.graph.initializer}
+        expanded = {node.output[0] for node in model.graph.node if node.name.endswith(".expand")}
+        weights = {node.input[1] for node in model.graph.node if node.op_type in ("Conv", "Gemm")}
+        assert expanded and {initializers[f"{name}.codes"].data_type for name in expanded} == {code_type}
+        # every Conv/Gemm weight is stored in codes, but those whose input channels blocks of 32 do not divide
+        # (depthwise and position convs, a first conv over 3 or 9 channels): they stay float32
+        for name in weights - expanded:
+            assert initializers[name].data_type == onnx.TensorProto.FLOAT and initializers[name].dims[1] % 32, name
+        # told to (as WebBackend.load and the page do), onnxruntime folds every expansion into a float32 weight when
+        # it creates the session: nothing of it runs
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        options.optimized_model_filepath = str(tmp_path / f"{graph}.optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
+        assert not [node for node in optimized.graph.node if node.op_type in ("DequantizeLinear", "Cast")]
+        assert not [init for init in optimized.graph.initializer if init.data_type == code_type]
+    # the stored weights are the fp32 graph's within 4-bit rounding: the largest weight back from its codes
+    fp32 = {init.name: init for init in onnx.load(web_bundles["fp32"] / "unet.onnx").graph.initializer}
+    int4 = {init.name: init for init in onnx.load(web_bundles["int4"] / "unet.onnx").graph.initializer}
+    name = max((key.removesuffix(".codes") for key in int4 if key.endswith(".codes")),
+               key=lambda key: np.prod(int4[f"{key}.codes"].dims))
+    codes = onnx.numpy_helper.to_array(int4[f"{name}.codes"]).astype(np.float32)  # (O, C, ...), -8..7
+    scales = onnx.numpy_helper.to_array(int4[f"{name}.scale"]).astype(np.float32)  # (O, C/32, ...)
+    original = onnx.numpy_helper.to_array(fp32[name])
+    restored = codes * np.repeat(scales, 32, axis=1)
+    assert codes.min() >= -8 and codes.max() <= 7
+    assert 10 * np.log10((original**2).sum() / ((original - restored) ** 2).sum()) > 18  # 21 dB on Gaussian weights
+    int4_bytes, fp32_bytes = (manifest_json(web_bundles[mode])["graphs"]["unet"]["report"]["bytes"]
+                              for mode in ("int4", "fp32"))
+    assert int4_bytes < 0.3 * fp32_bytes  # 27% on moebius-tiny-trained: its depthwise and position convs stay float
+
+
+@pytest.mark.parametrize("mode", ["fp32", "fp16", "int8", "int4"])
 def test_check_passes_the_profile_gates(web_bundles, tmp_path, mode):
     run = run_check_cli(web_bundles[mode], tmp_path / f"{mode}.html", "--eval", str(REPO / "eval_data"))
     assert run.exit_code == 0, [g for g in run.payload["gates"] if g["status"] == "fail"]

@@ -27,6 +27,9 @@ export async function createSessions(ort, bundle, provider, onEvent = () => {}) 
   const sessions = { provider };
   for (const [name, file] of Object.entries(files)) {
     const options = { executionProviders: [provider], graphOptimizationLevel: "all" };
+    // int4 weights are DequantizeLinear nodes over constants: fold them to float32 as the session loads
+    // (edge/backends/web/int4.py) instead of keeping them for QDQ fusion and dequantizing at every call
+    if (manifest.quant === "int4") options.extra = { session: { disable_quant_qdq: "1" } };
     if (provider === "webgpu" && (name === "unet" || name === "step")) options.preferredOutputLocation = "gpu-buffer";
     sessions[name] = await ort.InferenceSession.create(new Uint8Array(await bundle.file(file)), options);
     onEvent({ kind: "session", graph: name, provider });

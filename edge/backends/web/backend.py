@@ -3,6 +3,7 @@
 Stages (each takes one object and returns the next):
   PreparedGraph --torch.onnx.export(dynamo, opset 18, static shapes)--> ONNXProgram --model_proto-->
   ModelProto --(node metadata dropped) onnx.checker--> ModelProto --(int8: quantize_static, QDQ)--> bytes
+  (int4: the fp32 bytes --edge.backends.web.int4.store_weights_in_blocks--> bytes)
   (fp16: the same export of the graph in float16, edge.backends.web.backend.Float16Graph)
 
 Quant modes:
@@ -15,13 +16,16 @@ Quant modes:
         softmax, elementwise) float. The batched MatMuls' constants (the λ relative-position embeddings,
         14.2M values at full size) are stored in float16 and cast to float32 on load: 28 MB less to download.
         QuantizeLinear/DequantizeLinear pairs are what both onnxruntime-web providers run.
+  int4  every Conv, Gemm and MatMul weight in 4-bit blocks of 32 with float16 scales (the encoder's in 8 bits),
+        folded to float32 when the session loads (edge.backends.web.int4): the smallest download, the fp32
+        graph's arithmetic. Opset 21.
 
 Inputs and outputs are float32 with the graph specs' names and static shapes, as in every target, so the
 bundle and the loop an app follows are the same. The exporter's per-node metadata (stack traces, scopes) is
 dropped: a third of the download. onnxruntime's offline optimizer (basic level, the provider-independent one)
 was measured and changes nothing on these graphs (the exporter folds constants already), so it is not run.
 The bundle also holds the sampling step as an fp32 graph (`step.onnx`, edge.pipeline.step): the browser runs
-it between UNet calls, so the latents stay on the GPU. int4 (MatMulNBits) is not here yet: the README says why.
+it between UNet calls, so the latents stay on the GPU.
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ from torch import nn
 
 from edge.backends.common import strided
 from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.backends.web import int4
 from edge.compile.graphs import PreparedGraph
 from edge.errors import EdgeError
 
 QUANT_MODES = {"fp32": "the exported ONNX graph, fp32 everything",
                "fp16": "float16 weights and compute, float32 inputs and outputs",
-               "int8": "QDQ: int8 per-channel weights and calibrated int8 activations of every Conv, MatMul, Gemm"}
+               "int8": "QDQ: int8 per-channel weights and calibrated int8 activations of every Conv, MatMul, Gemm",
+               "int4": "4-bit block-wise weights of every Conv, MatMul, Gemm (float16 scales), fp32 compute"}
 OPSET = 18
 MAX_CALIBRATION_SAMPLES = 16
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
@@ -154,6 +160,10 @@ class WebBackend:
         elif quant == "fp32":
             payload = export_onnx(graph).SerializeToString()
             float_ops = ["all (fp32)"]
+        elif quant == "int4":
+            bits = int4.BITS_BY_GRAPH.get(graph.name, int4.BITS)
+            payload, stored = int4.store_weights_in_blocks(export_onnx(graph).SerializeToString(), bits)
+            float_ops = [f"all (fp32 compute; {stored} weights stored in {bits} bits, expanded as the session loads)"]
         else:
             model = export_onnx(graph)
             batched = batched_matmuls(model)
@@ -162,7 +172,7 @@ class WebBackend:
         if quant == "int8":
             float_ops = sorted(set(ops) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
             float_ops += [f"MatMul x{len(batched)} (batched)"] if batched else []
-        report = {"opset": OPSET, "ops": ops, "bytes": len(payload), "calibration_samples": len(calibration)}
+        report = {"opset": int4.OPSET if quant == "int4" else OPSET, "ops": ops, "bytes": len(payload), "calibration_samples": len(calibration)}
         return LoweredGraph(graph.name, payload, float_ops, report)
 
     def lower_step(self, step: PreparedGraph) -> bytes:
@@ -172,6 +182,10 @@ class WebBackend:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        if int4.FOLD_METADATA[0] in session.get_modelmeta().custom_metadata_map:  # as the page does for int4 bundles
+            options = ort.SessionOptions()
+            options.add_session_config_entry("session.disable_quant_qdq", "1")  # fold the stored weights to float32
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [node.name for node in session.get_inputs()]
 
         def run(*tensors: torch.Tensor) -> torch.Tensor:
