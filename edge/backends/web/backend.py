@@ -163,7 +163,7 @@ class WebBackend:
         elif quant == "int4":
             bits = int4.BITS_BY_GRAPH.get(graph.name, int4.BITS)
             payload, stored = int4.store_weights_in_blocks(export_onnx(graph).SerializeToString(), bits)
-            float_ops = [f"all (fp32 compute; {stored} weights stored in {bits} bits, expanded as the session loads)"]
+            float_ops = [f"all (fp32 compute; {stored} weights stored in {bits} bits, folded to float32 as the session loads)"]
         else:
             model = export_onnx(graph)
             batched = batched_matmuls(model)
@@ -172,7 +172,8 @@ class WebBackend:
         if quant == "int8":
             float_ops = sorted(set(ops) - {*QUANTIZED_OPS, "QuantizeLinear", "DequantizeLinear"})
             float_ops += [f"MatMul x{len(batched)} (batched)"] if batched else []
-        report = {"opset": int4.OPSET if quant == "int4" else OPSET, "ops": ops, "bytes": len(payload), "calibration_samples": len(calibration)}
+        opset = int4.OPSET if quant == "int4" else OPSET
+        report = {"opset": opset, "ops": ops, "bytes": len(payload), "calibration_samples": len(calibration)}
         return LoweredGraph(graph.name, payload, float_ops, report)
 
     def lower_step(self, step: PreparedGraph) -> bytes:

@@ -1,4 +1,4 @@
-"""The web target's int4 mode: every weight of a Conv, Gemm or MatMul stored in 4 bits, expanded as the session loads.
+"""The web target's int4 mode: every weight of a Conv, Gemm or MatMul stored in 4 bits, folded to float32 as the session loads.
 
 A weight is cut into blocks of 32 values along one axis: a Conv's or Gemm's input channels (a block never mixes two
 output channels), a batched MatMul constant's first axis (the λ relative-position tables, (positions, K, L)). Each
