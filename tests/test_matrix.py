@@ -146,7 +146,7 @@ def test_a_bad_entry_is_reported_and_the_rest_completes(damaged_run, matrix_dir)
 @pytest.mark.parametrize("body, expected", [
     ('target = "webgpu"\nquant = "fp32"', "entry 1: unknown target 'webgpu'"),
     ('target = "web"\nquant = "fp32"\nthreads = 2', "entry 1: unknown key 'threads'"),
-    ('target = "web"\nquant = "int4"', "entry 1: target web has no quant mode 'int4'"),
+    ('target = "web"\nquant = "int2"', "entry 1: target web has no quant mode 'int2'"),
     ('target = "web"\nquant = "fp32"\ncalib = "no-such-folder"', "entry 1: calib = 'no-such-folder'"),
 ], ids=["unknown-target", "unknown-key", "unknown-quant", "missing-calib"])
 def test_a_bad_matrix_file_is_one_error_line(tmp_path, body, expected):
