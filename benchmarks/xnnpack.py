@@ -4,7 +4,8 @@ Phase 1 compiles one bundle per quant mode, each in its own `edge compile` proce
 time and peak RSS. Phase 2 loads everything in this process and measures, on the same held-out
 recorded inputs: the UNet at batch 2 (median of --runs after a warm-up), the VAE encoder and
 decoder, the full 19-step inpaint, SQNR of every graph against torch fp32, and the end-to-end PSNR
-inside the mask of each bundle against the fp32 pipeline with the same start noise.
+inside the mask of each bundle against the fp32 pipeline with the same start noise; then the int8
+UNet's top ops (ETDump), so that the run says where its time goes.
 Writes benchmarks/results/xnnpack.json and the XNNPACK table in benchmarks/README.md.
 
     .venv/bin/python benchmarks/xnnpack.py [--runs 3] [--modes fp32 int8 int8-dynamic] [--reuse]
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+from baseline import cpu_name
+from host_profile import op_table
 from readme_section import write_section
 from timing import measure
 
@@ -61,6 +64,7 @@ def main() -> None:
     for noisy in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     (REPO / "out").mkdir(exist_ok=True)
     bundles = {mode: REPO / "out" / f"bench-{mode}" for mode in args.modes}
     compiled = {}
@@ -68,6 +72,7 @@ def main() -> None:
         print(f"compiling {mode} ...", file=sys.stderr, flush=True)
         compiled[mode] = compile_mode(mode, path, args.reuse)
 
+    from edge.backends import get_backend
     from edge.bundle.bundle import open_bundle
     from edge.bundle.runner import BundleGraphs
     from edge.compile.graphs import build_graphs
@@ -109,9 +114,14 @@ def main() -> None:
     eager = rows["torch eager fp32"]
     for row in rows.values():
         row["unet_speedup"] = round(eager["unet_s"] / row["unet_s"], 2)
+    ops = {}
+    if "int8" in bundles:
+        print("op profile of the int8 unet ...", file=sys.stderr, flush=True)
+        ops["unet"] = get_backend("xnnpack").op_profile(bundles["int8"] / "unet.pte", cases["unet"][0], args.runs)
     result = {"schema": 1, "benchmark": "xnnpack", "model": preset.name, "weights": "random seed 0",
-              "date": datetime.date.today().isoformat(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "compile": compiled, "runtime": rows,
+              "date": datetime.date.today().isoformat(), "machine": cpu_name(), "threads": torch.get_num_threads(),
+              "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
+              "torch": torch.__version__, "compile": compiled, "runtime": rows, "int8_ops": ops,
               "unet_pte_mb": {m: round(bundles[m].joinpath("unet.pte").stat().st_size / 1e6, 1) for m in bundles}}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "xnnpack.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -120,7 +130,8 @@ def main() -> None:
 
 
 def write_table(result: dict) -> None:
-    lines = [f"Measured {result['date']}, {result['threads']} threads, torch {result['torch']}, "
+    lines = [f"Measured {result['date']} on {result['machine']}, {result['threads']} threads, load average "
+             f"{result['load_average_before']} before and {result['load_average_after']} after, torch {result['torch']}, "
              f"{result['model']} ({result['weights']}), 512x512; all rows in one run on the same held-out inputs. "
              "UNet at batch 2 (CFG); SQNR against torch fp32 on a held-out recorded input (middle step); "
              "masked PSNR: the full inpaint's output inside the mask against the fp32 pipeline, same start noise.", "",
@@ -137,6 +148,8 @@ def write_table(result: dict) -> None:
         partitions = "/".join(str(graphs[n]["partitions"]) for n in ("encoder", "unet", "decoder"))
         lines.append(f"| {mode} | {entry['seconds']} | {entry['peak_rss_gb']} | {result['unet_pte_mb'][mode]} | "
                      f"{graphs['unet']['seconds']} | {partitions} |")
+    if result["int8_ops"]:
+        lines += ["", *op_table({"quant": "int8", "ops": result["int8_ops"]}, "unet")]
     write_section("XNNPACK", "XNNPACK bundles (`xnnpack.py`)", lines)
 
 

@@ -7,6 +7,8 @@ end with the LiteRT quantizer in tests/test_tflite.py; here the XNNPACK side: it
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -53,6 +55,21 @@ def _quantized_layers_inside(program: torch.fx.GraphModule, modules: tuple[str, 
     return count
 
 
+def _int8_tables_inside(program: torch.fx.GraphModule, modules: tuple[str, ...]) -> int:
+    """Batch matmuls traced inside `modules` whose constant operand (a relative-position table) is stored int8."""
+    count = 0
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten.bmm.default:
+            continue
+        paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        inside = any(p == m or p.startswith(m + ".") for p in paths for m in modules)
+        table = node.args[1]
+        stored = table.args[0] if "dequantize_per_tensor" in str(table.target) else table
+        value = functools.reduce(getattr, stored.target.split("."), program) if stored.op == "get_attr" else None
+        count += inside and value is not None and value.dtype == torch.int8
+    return count
+
+
 @pytest.mark.slow  # records the calibration pipeline
 def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr():
     models = load_models("moebius-tiny-trained", None, None, 0)
@@ -67,6 +84,9 @@ def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr():
     quantized, mixed = simulate(()), simulate(up_blocks)
     assert _quantized_layers_inside(quantized, up_blocks) > 0 and _quantized_layers_inside(mixed, up_blocks) == 0
     assert _quantized_layers_inside(mixed, ("denoiser.down_blocks",)) > 0  # the rest stays quantized
+    tables = sum(name.endswith(".attn2") for name, _ in unet.module.named_modules())  # one per Interactive-λ
+    assert _int8_tables_inside(quantized, ("denoiser",)) == tables == 15  # and no folded constant
+    assert _int8_tables_inside(mixed, up_blocks) == 0 and _int8_tables_inside(mixed, ("denoiser",)) == 6
     assert sqnr(tuple(g.name for g in groups)) > sqnr(()) + 10  # every group float: close to fp32
 
 
