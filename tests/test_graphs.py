@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edge.compile.graphs import UNetGraph, build_graphs, fold_batch_norms
+from edge.compile.rewrites import REWRITES
 from edge.models import cfg_input_ids, get_preset, timestep_features
 
 # Recorded on moebius-tiny (the same graph as moebius-0.22b, only narrower), torch 2.13.0:
@@ -77,3 +78,17 @@ def test_batch_norm_folding_changes_nothing_but_rounding(tiny_unet, parity_case)
     features = timestep_features(torch.tensor([900]), tiny_unet.config.time_features)
     plain = UNetGraph(tiny_unet)(parity_case["input.latent"], features)
     assert (folded(parity_case["input.latent"], features) - plain).abs().max().item() <= 1e-5
+
+
+def test_subpixel_upsampling_is_the_same_sums(graphs):
+    # the decoder's nearest 2x upsampling + 3x3 conv as one dense 4x4 transposed conv: rounding apart the same
+    spec = graphs["decoder"]
+    inputs = spec.example_inputs(seed=1)
+    rewritten = REWRITES["decoder-upsample-as-subpixel-deconv"](spec.module)
+    targets = call_targets(torch.export.export(rewritten, inputs, strict=False))
+    assert not any("upsample" in t for t in targets) and targets["aten.conv_transpose2d.input"] == 3
+    with torch.no_grad():
+        reference, output = spec.module(*inputs), rewritten(*inputs)
+    assert (output - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()
+    unet = REWRITES["decoder-upsample-as-subpixel-deconv"](graphs["unet"].module)
+    assert sum(type(m).__name__ == "Upsample" for m in unet.modules()) == 2  # the UNet's are left alone

@@ -70,10 +70,14 @@ def _int8_tables_inside(program: torch.fx.GraphModule, modules: tuple[str, ...])
     return count
 
 
-@pytest.mark.slow  # records the calibration pipeline
-def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr():
+@pytest.fixture(scope="module")
+def prepared():
     models = load_models("moebius-tiny-trained", None, None, 0)
-    prepared = prepare(models, default_sampling_plan(models.preset), *split_pairs(find_pairs(DEFAULT_CALIB_DIR)))
+    return prepare(models, default_sampling_plan(models.preset), *split_pairs(find_pairs(DEFAULT_CALIB_DIR)))
+
+
+@pytest.mark.slow  # records the calibration pipeline
+def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr(prepared):
     samples = evaluation_samples(prepared.held_out["unet"], prepared.plan.schedule.steps)
     unet = prepare_graph(prepared.graphs["unet"], load_target("xnnpack").rewrites, samples[0])
     simulate = get_backend("xnnpack").simulator(unet, "int8", prepared.calibration["unet"][::10])
@@ -88,6 +92,16 @@ def test_xnnpack_simulator_keeps_chosen_groups_float_and_buys_back_sqnr():
     assert _int8_tables_inside(quantized, ("denoiser",)) == tables == 15  # and no folded constant
     assert _int8_tables_inside(mixed, up_blocks) == 0 and _int8_tables_inside(mixed, ("denoiser",)) == 6
     assert sqnr(tuple(g.name for g in groups)) > sqnr(()) + 10  # every group float: close to fp32
+
+
+@pytest.mark.slow  # records the calibration pipeline
+def test_xnnpack_int8_decoder_upsamples_in_int8(prepared):
+    # the decoder's upsamplers are dense transposed convs (targets/xnnpack.toml), which the int8 mode quantizes
+    calibration = prepared.calibration["decoder"][:2]
+    decoder = prepare_graph(prepared.graphs["decoder"], load_target("xnnpack").rewrites, calibration[0])
+    quantized = get_backend("xnnpack").simulator(decoder, "int8", calibration)(())
+    transposed = [n for n in quantized.graph.nodes if n.target == torch.ops.aten.conv_transpose2d.input]
+    assert len(transposed) == 3 and all("dequantize" in str(n.args[0].target) for n in transposed)
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -8,10 +8,10 @@ Stages (each takes one object and returns the next, as in ExecuTorch's own API):
 Quant modes:
   fp32          everything float.
   int8          static int8: per-channel int8 weights and calibrated per-tensor int8 activations for every
-                conv and linear; elementwise ops, norms, softmax and the λ matmuls stay fp32. The matmuls'
-                weight operands (the Interactive-λ relative-position tables, 6% of the UNet's weights and a
-                fifth of its int8 bytes) are stored int8, one scale per table, and converted to fp32 in the
-                delegate.
+                conv (dense transposed ones included: the decoder's upsamplers) and linear; elementwise ops,
+                norms, softmax and the λ matmuls stay fp32. The matmuls' weight operands (the Interactive-λ
+                relative-position tables: 6% of the UNet's weights, 57 MB in fp32) are stored int8 with one
+                scale per table, and XNNPACK multiplies by them as they are (its F32 x QC8W batch matmul).
   int8-dynamic  int8 weights and activations quantized at run time, for the linear layers (XNNPACK's
                 dynamic quantization has no depthwise conv, and its conv path breaks the channels-last
                 pass); convolutions stay fp32.
@@ -49,8 +49,8 @@ def _quantizer(quant: str, float_modules: tuple[str, ...]):
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quant == "int8-dynamic")
     quantizer = XNNPACKQuantizer()
-    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (
-        torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
+    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (  # dense transposed convs: the
+        torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default)  # upsamplers
     for op in ops:
         quantizer.set_operator_type(op, config)
     keep_float = (*ALWAYS_FLOAT_MODULES, *float_modules)
@@ -63,9 +63,8 @@ def _quantizer(quant: str, float_modules: tuple[str, ...]):
 def _bmm_weight_quantizer(keep_float: tuple[str, ...]):
     """A PT2E quantizer that stores each batch matmul's weight operand as int8 with one symmetric scale.
 
-    XNNPACK's batch matmul is fp32 only, so the converted graph keeps `dequantize_per_tensor` in front of it,
-    which the delegate runs as one int8 -> fp32 conversion per call (per-channel scales would leave the
-    dequantize outside the delegate).
+    The converted graph reads the operand through `dequantize_per_tensor`, which the XNNPACK delegate takes into
+    the batch matmul (F32 activations x QC8W weights).
     """
     from torchao.quantization.pt2e import MinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec, Quantizer
@@ -98,7 +97,7 @@ def _inside_any(node: torch.fx.Node, modules: tuple[str, ...]) -> bool:
 
 def _float_ops(quant: str) -> list[str]:
     always = ["group_norm (as means)", "layer_norm (as means)", "softmax", "bmm (λ read-out)", "add", "mul",
-              "time_embedding"]
+              "depthwise conv_transpose2d (the UNet's nearest upsampling)", "time_embedding"]
     if quant == "fp32":
         return ["all"]
     if quant == "int8-dynamic":

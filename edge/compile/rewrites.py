@@ -64,6 +64,35 @@ class TransposedConvUpsample(nn.Module):
         return self.conv(doubled)
 
 
+class SubpixelUpsampleConv(nn.Module):
+    """Nearest 2x upsampling + the following 3x3 conv (stride 1, padding 1) as one dense 4x4 transposed conv of
+    stride 2: the same sums, regrouped.
+
+    An output pixel's 3x3 window over the upsampled map covers a 2x2 window of the input, so each input pixel
+    meets the sum of the 3x3 taps that land on it: along each axis, transposed-conv tap k gathers the conv taps
+    TAPS[k] (k = 0..3 <- {2}, {1, 2}, {0, 1}, {0}). The result takes 16/9 of the conv's weights but 4/9 of its
+    multiply-adds, never forms the upsampled map, and is a dense conv that int8 quantizers annotate (the
+    depthwise transposed conv of TransposedConvUpsample stays float).
+    """
+
+    TAPS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))  # (4, 3): which conv taps each transposed-conv tap sums
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        taps = torch.tensor(self.TAPS, dtype=conv.weight.dtype)
+        weight = torch.einsum("kd,le,oide->iokl", taps, taps, conv.weight.detach())  # (C_in, C_out, 4, 4)
+        self.weight = nn.Parameter(weight)
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    @staticmethod
+    def fits(conv: nn.Conv2d) -> bool:
+        return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+                and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+    def forward(self, x: torch.Tensor, *_ignored) -> torch.Tensor:
+        return F.conv_transpose2d(x, self.weight, self.bias, stride=2, padding=1)  # (B, C_out, 2H, 2W)
+
+
 class BatchOneConv(nn.Module):
     """A conv (or conv module) whose every convolution sees batch 1, for delegates without batched
     convolutions (Vulkan). A single-channel conv (the Local-λ kernel over (B*V, 1, H, W)) becomes one
@@ -163,6 +192,16 @@ def upsample_as_transposed_conv(module: nn.Module) -> nn.Module:
     return _swap(module, lambda child: TransposedConvUpsample(child.conv) if _is_nearest_upsample(child) else None)
 
 
+def decoder_upsample_as_subpixel_deconv(module: nn.Module) -> nn.Module:
+    """The VAE decoder's upsamplers (diffusers' Upsample2D) only: there they run at up to 512x512, and the extra
+    7/9 of their weights is 4 MB. The UNet's two would add 14 MB to the int8 UNet's size budget."""
+    def replace(child):
+        fits = type(child).__name__ == "Upsample2D" and _is_nearest_upsample(child)
+        return SubpixelUpsampleConv(child.conv) if fits and SubpixelUpsampleConv.fits(child.conv) else None
+
+    return _swap(module, replace)
+
+
 def batch_one_convolutions(module: nn.Module) -> nn.Module:
     """Every Conv2d, and every TransposedConvUpsample as a whole, wrapped in BatchOneConv."""
     def replace(child):
@@ -193,6 +232,7 @@ REWRITES: dict[str, Callable[[nn.Module], nn.Module]] = {
     "decompose-norms": decompose_norms,
     "decompose-group-norms": decompose_group_norms,
     "upsample-as-transposed-conv": upsample_as_transposed_conv,
+    "decoder-upsample-as-subpixel-deconv": decoder_upsample_as_subpixel_deconv,
     "plain-attention": plain_attention,
     "batch-one-convolutions": batch_one_convolutions,
 }
