@@ -42,16 +42,19 @@ def test_block_groups_cover_the_unet(tiny_unet, tiny_vae):
     assert len(layer_groups(unet_graph, "layer")) > len(groups)
 
 
+def _traced_inside(node: torch.fx.Node, modules: tuple[str, ...]) -> bool:
+    paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+    return any(p == m or p.startswith(m + ".") for p in paths for m in modules)
+
+
 def _quantized_layers_inside(program: torch.fx.GraphModule, modules: tuple[str, ...]) -> int:
     """Convs and linears traced inside `modules` whose activation input comes through a dequantize op."""
     count = 0
     for node in program.graph.nodes:
         if node.op != "call_function" or node.target not in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default):
             continue
-        paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-        inside = any(p == m or p.startswith(m + ".") for p in paths for m in modules)
         source = node.args[0]
-        count += inside and isinstance(source, torch.fx.Node) and "dequantize" in str(source.target)
+        count += _traced_inside(node, modules) and isinstance(source, torch.fx.Node) and "dequantize" in str(source.target)
     return count
 
 
@@ -61,12 +64,10 @@ def _int8_tables_inside(program: torch.fx.GraphModule, modules: tuple[str, ...])
     for node in program.graph.nodes:
         if node.op != "call_function" or node.target != torch.ops.aten.bmm.default:
             continue
-        paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-        inside = any(p == m or p.startswith(m + ".") for p in paths for m in modules)
         table = node.args[1]
         stored = table.args[0] if "dequantize_per_tensor" in str(table.target) else table
         value = functools.reduce(getattr, stored.target.split("."), program) if stored.op == "get_attr" else None
-        count += inside and value is not None and value.dtype == torch.int8
+        count += _traced_inside(node, modules) and value is not None and value.dtype == torch.int8
     return count
 
 

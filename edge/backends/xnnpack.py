@@ -49,8 +49,8 @@ def _quantizer(quant: str, float_modules: tuple[str, ...]):
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quant == "int8-dynamic")
     quantizer = XNNPACKQuantizer()
-    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (  # dense transposed convs: the
-        torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default)  # upsamplers
+    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (  # conv_transpose2d: the decoder's
+        torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default)
     for op in ops:
         quantizer.set_operator_type(op, config)
     keep_float = (*ALWAYS_FLOAT_MODULES, *float_modules)
@@ -76,11 +76,12 @@ def _bmm_weight_quantizer(keep_float: tuple[str, ...]):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             weights = dict(model.named_parameters())  # not the constants that constant propagation folded
             for node in model.graph.nodes:
-                operand = node.args[1] if node.target == torch.ops.aten.bmm.default else None
-                if operand is not None and operand.op == "get_attr" and operand.target in weights \
-                        and not _inside_any(node, keep_float):
+                if node.target != torch.ops.aten.bmm.default or _inside_any(node, keep_float):
+                    continue
+                operand = node.args[1]
+                if operand.op == "get_attr" and operand.target in weights:
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
-                        input_qspec_map={node.args[1]: spec}, _annotated=True)
+                        input_qspec_map={operand: spec}, _annotated=True)
             return model
 
         def validate(self, model: torch.fx.GraphModule) -> None:
