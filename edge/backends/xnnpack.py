@@ -49,7 +49,8 @@ def _quantizer(quant: str, float_modules: tuple[str, ...]):
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quant == "int8-dynamic")
     quantizer = XNNPACKQuantizer()
-    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (  # conv_transpose2d: the decoder's
+    # conv_transpose2d: the decoder's dense upsamplers (the quantizer skips the UNet's depthwise ones)
+    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (
         torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default)
     for op in ops:
         quantizer.set_operator_type(op, config)
