@@ -569,6 +569,12 @@ def _print_profile(result: dict, saved) -> None:
         console.print(f"full inpaint ({inpaint['steps']} steps): median {inpaint['median_ms'] / 1000:.2f} s over "
                       f"{inpaint['runs']} run(s); " + ", ".join(f"{n} {ms / 1000:.2f} s" for n, ms in inpaint["graph_ms"].items()),
                       highlight=False, soft_wrap=True)
+    memory = result.get("memory") or result.get("native", {}).get("memory")
+    if memory:
+        console.print(f"native runner peak RSS: {memory['held_peak_rss_mb']:.0f} MB with every program held "
+                      f"({memory['workspace']} XNNPACK workspace; {memory['held_vs_programs']:.2f}x the programs' "
+                      f"{memory['programs_mb']:.1f} MB), {memory['one_at_a_time_peak_rss_mb']:.0f} MB one at a time "
+                      f"({memory['one_at_a_time_vs_programs']:.2f}x)", highlight=False, soft_wrap=True)
     for name, ops in result.get("ops", {}).items():
         top = ", ".join(f"{op['op']} {op['share']:.0%}" for op in ops["top"][:5])
         console.print(f"{name} top ops: {top}", highlight=False, soft_wrap=True)

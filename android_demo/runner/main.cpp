@@ -1,18 +1,25 @@
-// edge_runner: time one ExecuTorch program (.pte) outside Python, on this host or on a phone.
+// edge_runner: time ExecuTorch programs (.pte) outside Python, on this host or on a phone.
 //
-//   edge_runner --model unet.pte --input latent.f32:2x9x16x16 --input time.f32:1x320
-//               [--runs 10] [--warmup 3] [--threads N] [--etdump out.etdp] [--output out.f32]
+//   edge_runner --model unet.pte --input latent.f32:2x9x16x16 --input time.f32:1x320 [--output out.f32]
+//               [--model decoder.pte --input ...]  [--runs 10] [--warmup 3] [--threads N]
+//               [--workspace shared|separate] [--etdump out.etdp]
 //
-// Inputs are raw float32 little-endian files with their shapes. One load, `warmup` untimed calls
-// (the first one reported on its own), `runs` timed calls; then ONE JSON line on stdout:
-//   {"load_ms":..., "first_run_ms":..., "runs_ms":[...], "threads":..., "peak_rss_kb":...,
-//    "output_shape":[...], "etdump":"path"|null}
-// or {"error":"..."} with exit status 1. --etdump records every call (load, warm-up, runs) with
-// ExecuTorch's profiler, ops inside the XNNPACK delegate included; --output writes output 0.
+// Each --model opens a program; the --input and --output flags after it are that program's. Inputs
+// are raw float32 little-endian files with their shapes; --output writes the program's output 0.
+// Every program is loaded first and all stay loaded, as an app holds them; then each in turn gets
+// `warmup` untimed calls (the first reported on its own) and `runs` timed calls. With --workspace
+// shared (the default) XNNPACK's programs share one activation workspace, sized by the largest, as
+// ExecuTorch's Android and iOS builds do; separate gives each program its own. Then ONE JSON line:
+//   {"programs":[{"model":..., "load_ms":..., "first_run_ms":..., "runs_ms":[...], "output_shape":[...]}],
+//    "threads":..., "workspace":"shared", "loaded_rss_kb":..., "peak_rss_kb":..., "etdump":"path"|null}
+// or {"error":"..."} with exit status 1. --etdump (one program only) records every call with
+// ExecuTorch's profiler, ops inside the XNNPACK delegate included.
 
 #include <executorch/devtools/etdump/etdump_flatcc.h>
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/backend/options.h>
 
 #include <sys/resource.h>
 
@@ -44,14 +51,19 @@ using executorch::extension::TensorPtr;
 using executorch::runtime::EValue;
 using Clock = std::chrono::steady_clock;
 
-struct Options {
+struct Program {
   std::string model;
   std::vector<std::string> inputs;  // "file:AxBxC"
+  std::string output;
+};
+
+struct Options {
+  std::vector<Program> programs;
   int runs = 10;
   int warmup = 3;
   int threads = 0;  // 0: the pool's default (the performance cores)
+  std::string workspace = "shared";
   std::string etdump;
-  std::string output;
 };
 
 std::string json_escape(const std::string& text) {
@@ -82,20 +94,38 @@ Options parse(int argc, char** argv) {
       fail("missing value after " + flag);
     }
     std::string value = argv[++i];
-    if (flag == "--model") options.model = value;
-    else if (flag == "--input") options.inputs.push_back(value);
+    if (flag == "--model") options.programs.push_back(Program{value, {}, ""});
+    else if ((flag == "--input" || flag == "--output") && options.programs.empty()) fail(flag + " before any --model");
+    else if (flag == "--input") options.programs.back().inputs.push_back(value);
+    else if (flag == "--output") options.programs.back().output = value;
     else if (flag == "--runs") options.runs = std::atoi(value.c_str());
     else if (flag == "--warmup") options.warmup = std::atoi(value.c_str());
     else if (flag == "--threads") options.threads = std::atoi(value.c_str());
+    else if (flag == "--workspace") options.workspace = value;
     else if (flag == "--etdump") options.etdump = value;
-    else if (flag == "--output") options.output = value;
     else fail("unknown option " + flag);
   }
-  if (options.model.empty() || options.inputs.empty() || options.runs < 1 || options.warmup < 1) {
-    fail("usage: edge_runner --model X.pte --input FILE.f32:AxB [--input ...] [--runs N>=1] [--warmup N>=1] "
-         "[--threads N] [--etdump OUT] [--output OUT.f32]");
+  bool every_program_has_inputs = !options.programs.empty();
+  for (const auto& program : options.programs) every_program_has_inputs &= !program.inputs.empty();
+  if (!every_program_has_inputs || options.runs < 1 || options.warmup < 1) {
+    fail("usage: edge_runner --model X.pte --input FILE.f32:AxB [--input ...] [--output OUT.f32] [--model ...] "
+         "[--runs N>=1] [--warmup N>=1] [--threads N] [--workspace shared|separate] [--etdump OUT]");
   }
+  if (options.workspace != "shared" && options.workspace != "separate") {
+    fail("--workspace " + options.workspace + ": expected shared or separate");
+  }
+  if (!options.etdump.empty() && options.programs.size() > 1) fail("--etdump records one program: give one --model");
   return options;
+}
+
+// XNNPACK's workspace sharing, set before any program loads (keys of backends/xnnpack/runtime/XNNPACKBackend.h):
+// 2 = one workspace for every program, 0 = one per delegate instance.
+void set_workspace_sharing(const std::string& workspace) {
+  executorch::runtime::BackendOptions<1> xnnpack;
+  xnnpack.set_option("workspace_sharing_mode", workspace == "shared" ? 2 : 0);
+  if (executorch::runtime::set_option("XnnpackBackend", xnnpack.view()) != executorch::runtime::Error::Ok) {
+    fail("cannot set the XNNPACK workspace sharing mode");
+  }
 }
 
 // "latent.f32:2x9x16x16" -> a float32 tensor of that shape holding the file's bytes.
@@ -126,12 +156,13 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// This program's own peak resident memory: VmHWM (Linux and Android). Not getrusage's ru_maxrss,
-// which Linux carries over from the parent across fork + exec (a Python parent's peak, here).
-long peak_rss_kb() {
+// One of this program's memory figures from /proc/self/status (Linux and Android), in kB:
+// "VmHWM:" (the peak resident set) or "VmRSS:" (now). Not getrusage's ru_maxrss, which Linux
+// carries over from the parent across fork + exec (a Python parent's peak, here).
+long status_kb(const std::string& field) {
   std::ifstream status("/proc/self/status");
   for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);  // "VmHWM:   12345 kB"
+    if (line.rfind(field, 0) == 0) return std::atol(line.c_str() + field.size());  // "VmHWM:   12345 kB"
   }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -155,57 +186,87 @@ void write_output(const EValue& value, const std::string& path) {
   if (!file) fail("output " + path + ": cannot write");
 }
 
+// One loaded program with its inputs, and what its calls measured.
+struct Loaded {
+  const Program& program;
+  std::unique_ptr<Module> module;
+  std::vector<TensorPtr> tensors;  // kept alive while the EValues point at them
+  std::vector<EValue> inputs;
+  std::vector<EValue> outputs;
+  double load_ms = 0;
+  double first_ms = 0;
+  std::vector<double> runs_ms;
+};
+
+void call(Loaded& loaded) {
+  auto result = loaded.module->forward(loaded.inputs);
+  if (!result.ok()) {
+    fail(loaded.program.model + ": forward failed (error " + std::to_string(static_cast<int>(result.error())) + ")");
+  }
+  loaded.outputs = std::move(*result);
+}
+
+void run(Loaded& loaded, const Options& options) {
+  auto first_start = Clock::now();
+  call(loaded);
+  loaded.first_ms = ms_since(first_start);
+  for (int i = 1; i < options.warmup; ++i) call(loaded);
+  for (int i = 0; i < options.runs; ++i) {
+    auto start = Clock::now();
+    call(loaded);
+    loaded.runs_ms.push_back(ms_since(start));
+  }
+}
+
+std::string program_json(const Loaded& loaded) {
+  std::ostringstream line;
+  line.precision(6);
+  line << std::fixed << "{\"model\":\"" << json_escape(loaded.program.model) << "\",\"load_ms\":" << loaded.load_ms
+       << ",\"first_run_ms\":" << loaded.first_ms << ",\"runs_ms\":[";
+  for (size_t i = 0; i < loaded.runs_ms.size(); ++i) line << (i ? "," : "") << loaded.runs_ms[i];
+  line << "],\"output_shape\":[";
+  const auto& out = loaded.outputs.at(0).toTensor();
+  for (ssize_t i = 0; i < out.dim(); ++i) line << (i ? "," : "") << out.size(i);
+  line << "]}";
+  return line.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options options = parse(argc, argv);
   auto* pool = executorch::extension::threadpool::get_threadpool();
   if (options.threads > 0) pool->_unsafe_reset_threadpool(options.threads);
+  set_workspace_sharing(options.workspace);
 
-  std::unique_ptr<executorch::runtime::EventTracer> tracer;
-  if (!options.etdump.empty()) tracer = std::make_unique<executorch::etdump::ETDumpGen>();
-  Module module(options.model, Module::LoadMode::Mmap, std::move(tracer));
-
-  auto load_start = Clock::now();
-  if (module.load_forward() != executorch::runtime::Error::Ok) fail("cannot load " + options.model);
-  double load_ms = ms_since(load_start);
-
-  std::vector<TensorPtr> tensors;  // kept alive while the EValues point at them
-  std::vector<EValue> inputs;
-  for (const auto& spec : options.inputs) {
-    tensors.push_back(read_input(spec));
-    inputs.emplace_back(*tensors.back());
+  std::vector<Loaded> programs;
+  programs.reserve(options.programs.size());
+  for (const auto& program : options.programs) {
+    std::unique_ptr<executorch::runtime::EventTracer> tracer;
+    if (!options.etdump.empty()) tracer = std::make_unique<executorch::etdump::ETDumpGen>();
+    Loaded& loaded = programs.emplace_back(
+        Loaded{program, std::make_unique<Module>(program.model, Module::LoadMode::Mmap, std::move(tracer))});
+    auto load_start = Clock::now();
+    if (loaded.module->load_forward() != executorch::runtime::Error::Ok) fail("cannot load " + program.model);
+    loaded.load_ms = ms_since(load_start);
+    for (const auto& spec : program.inputs) {
+      loaded.tensors.push_back(read_input(spec));
+      loaded.inputs.emplace_back(*loaded.tensors.back());
+    }
   }
+  long loaded_rss_kb = status_kb("VmRSS:");
 
-  std::vector<EValue> outputs;
-  auto call = [&]() {
-    auto result = module.forward(inputs);
-    if (!result.ok()) fail("forward failed (error " + std::to_string(static_cast<int>(result.error())) + ")");
-    outputs = std::move(*result);
-  };
-  auto first_start = Clock::now();
-  call();
-  double first_ms = ms_since(first_start);
-  for (int i = 1; i < options.warmup; ++i) call();
-  std::vector<double> runs_ms;
-  for (int i = 0; i < options.runs; ++i) {
-    auto start = Clock::now();
-    call();
-    runs_ms.push_back(ms_since(start));
+  for (auto& loaded : programs) {
+    run(loaded, options);
+    if (!loaded.program.output.empty()) write_output(loaded.outputs.at(0), loaded.program.output);
   }
-
-  if (!options.etdump.empty()) write_etdump(module, options.etdump);
-  if (!options.output.empty()) write_output(outputs.at(0), options.output);
+  if (!options.etdump.empty()) write_etdump(*programs.front().module, options.etdump);
 
   std::ostringstream line;
-  line.precision(6);
-  line << std::fixed << "{\"load_ms\":" << load_ms << ",\"first_run_ms\":" << first_ms << ",\"runs_ms\":[";
-  for (size_t i = 0; i < runs_ms.size(); ++i) line << (i ? "," : "") << runs_ms[i];
-  line << "],\"threads\":" << pool->get_thread_count() << ",\"peak_rss_kb\":" << peak_rss_kb()
-       << ",\"output_shape\":[";
-  const auto& out = outputs.at(0).toTensor();
-  for (ssize_t i = 0; i < out.dim(); ++i) line << (i ? "," : "") << out.size(i);
-  line << "],\"etdump\":";
+  line << "{\"programs\":[";
+  for (size_t i = 0; i < programs.size(); ++i) line << (i ? "," : "") << program_json(programs[i]);
+  line << "],\"threads\":" << pool->get_thread_count() << ",\"workspace\":\"" << options.workspace
+       << "\",\"loaded_rss_kb\":" << loaded_rss_kb << ",\"peak_rss_kb\":" << status_kb("VmHWM:") << ",\"etdump\":";
   if (options.etdump.empty()) line << "null";
   else line << "\"" << json_escape(options.etdump) << "\"";
   line << "}";

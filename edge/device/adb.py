@@ -23,7 +23,7 @@ from pathlib import Path
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.compile.graphs import GRAPH_NAMES
 from edge.device.measure import Settings, cool_down, unstable
-from edge.device.native import BINARY, built_runner, parse_runner_line, runner_arguments, write_inputs
+from edge.device.native import BINARY, RunnerProgram, built_runner, memory_summary, parse_held_line, parse_runner_line, runner_arguments, write_inputs
 from edge.errors import EdgeError
 from edge.models.weights import file_sha256
 
@@ -268,16 +268,24 @@ def _run_on_device(device: Device, bundle: Bundle, request: RemoteRequest, info:
         binary = f"{REMOTE_ROOT}/bin/{runner.name}"
         device.check(f"chmod 755 {binary}")
         pin = f"taskset {taskset_mask(cores)} " if cores and len(cores) < len(info["cpus"]) else ""
+        programs = {name: RunnerProgram(bundle.graph_file(name).name, [(path.name, shape) for path, shape in inputs[name]])
+                    for name in request.graphs}
         for index, name in enumerate(request.graphs):
             if index:
                 cool_down(settings)
             say(f"{name}: {settings.warmup} warm-up + {settings.runs} timed runs on {info['model']}")
-            specs = [(path.name, shape) for path, shape in inputs[name]]
-            command = f"cd {folder} && {pin}{binary} " + shlex.join(
-                runner_arguments(bundle.graph_file(name).name, specs, settings))
+            command = f"cd {folder} && {pin}{binary} " + shlex.join(runner_arguments([programs[name]], settings))
             result["graphs"][name] = graph = _run_runner(device, command, name, request.timeout_s)
             if unstable(graph):
                 result["warnings"].append(f"{name}: unstable timings (CV {graph['cv']:.0%})")
+        if len(programs) > 1:
+            cool_down(settings)
+            say(f"{', '.join(programs)} held together: peak memory")
+            once = Settings(1, 1, settings.threads, settings.cooldown_s)
+            command = f"cd {folder} && {pin}{binary} " + shlex.join(runner_arguments(list(programs.values()), once))
+            output = _runner_output(device, command, "the programs held together", request.timeout_s)
+            result["held"] = held = parse_held_line(output, f"adb:{device.serial} held", tuple(programs))
+            result["memory"] = memory_summary(bundle, held, result["graphs"])
         if request.ops:
             result["ops"] = _device_ops(device, bundle, request, folder, binary, pin, inputs, settings, say)
     result["thermal_after"] = after = thermal(device)
@@ -295,12 +303,16 @@ def _run_on_device(device: Device, bundle: Bundle, request: RemoteRequest, info:
         result["cleaned"] = folder
 
 
-def _run_runner(device: Device, command: str, what: str, timeout_s: float) -> dict:
+def _runner_output(device: Device, command: str, what: str, timeout_s: float) -> str:
     status, output = device.shell(command, timeout_s)
     if status >= 128:  # killed by a signal: 128 + its number
         raise EdgeError(f"adb:{device.serial}: the runner crashed on {what} (signal {status - 128}): "
                         f"{output.strip()[-200:]}")
-    return parse_runner_line(output, f"adb:{device.serial} {what}")
+    return output
+
+
+def _run_runner(device: Device, command: str, what: str, timeout_s: float) -> dict:
+    return parse_runner_line(_runner_output(device, command, what, timeout_s), f"adb:{device.serial} {what}")
 
 
 def _device_ops(device, bundle, request, folder, binary, pin, inputs, settings, say) -> dict:
@@ -313,10 +325,9 @@ def _device_ops(device, bundle, request, folder, binary, pin, inputs, settings, 
     short = Settings(min(settings.runs, 3), 1, settings.threads, settings.cooldown_s)
     for name in request.graphs:
         say(f"{name}: ETDump run")
-        specs = [(path.name, shape) for path, shape in inputs[name]]
+        program = RunnerProgram(bundle.graph_file(name).name, [(path.name, shape) for path, shape in inputs[name]])
         remote = f"{folder}/{name}.etdp"
-        command = f"cd {folder} && {pin}{binary} " + shlex.join(
-            runner_arguments(bundle.graph_file(name).name, specs, short, etdump=f"{name}.etdp"))
+        command = f"cd {folder} && {pin}{binary} " + shlex.join(runner_arguments([program], short, etdump=f"{name}.etdp"))
         _run_runner(device, command, f"{name} (ETDump)", request.timeout_s)
         local = keep / f"{device.serial}-{name}.etdp"
         device.pull(remote, local)

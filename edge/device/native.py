@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,23 +102,34 @@ def write_inputs(bundle: Bundle, graph: str, folder: Path) -> list[tuple[Path, l
     return files
 
 
-def runner_arguments(model: str, inputs: list[tuple[str, list[int]]], settings: Settings,
-                     etdump: str | None = None, output: str | None = None) -> list[str]:
-    """The runner's command line (paths as the machine that runs it sees them)."""
-    arguments = ["--model", model, "--runs", str(settings.runs), "--warmup", str(settings.warmup)]
-    for path, shape in inputs:
-        arguments += ["--input", f"{path}:{'x'.join(map(str, shape))}"]
+@dataclass
+class RunnerProgram:
+    """One --model of a runner call, paths as the machine that runs it sees them."""
+
+    model: str
+    inputs: list[tuple[str, list[int]]]  # (raw float32 file, shape)
+    output: str | None = None  # where output 0 is written
+
+
+def runner_arguments(programs: list[RunnerProgram], settings: Settings, etdump: str | None = None,
+                     workspace: str = "shared") -> list[str]:
+    """The runner's command line: every program loaded and held, then each timed in turn."""
+    arguments = []
+    for program in programs:
+        arguments += ["--model", program.model]
+        for path, shape in program.inputs:
+            arguments += ["--input", f"{path}:{'x'.join(map(str, shape))}"]
+        if program.output:
+            arguments += ["--output", program.output]
+    arguments += ["--runs", str(settings.runs), "--warmup", str(settings.warmup), "--workspace", workspace]
     if settings.threads:
         arguments += ["--threads", str(settings.threads)]
     if etdump:
         arguments += ["--etdump", etdump]
-    if output:
-        arguments += ["--output", output]
     return arguments
 
 
-def parse_runner_line(stdout: str, what: str) -> dict:
-    """The runner's JSON line -> a graph record (edge.device.measure summary, load and first call, peak RSS)."""
+def _runner_reply(stdout: str, what: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise EdgeError(f"{what}: the runner printed no result line")
@@ -127,9 +139,38 @@ def parse_runner_line(stdout: str, what: str) -> dict:
         raise EdgeError(f"{what}: the runner's line is not JSON ({err.msg})") from err
     if "error" in reply:
         raise EdgeError(f"{what}: runner error: {reply['error']}")
-    return {"load_ms": round(reply["load_ms"], 3), "first_run_ms": round(reply["first_run_ms"], 3),
-            **summarize(reply["runs_ms"]), "threads": reply["threads"],
-            "peak_rss_mb": round(reply["peak_rss_kb"] / 1024, 1), "output_shape": reply["output_shape"]}
+    return reply
+
+
+def _program_record(program: dict) -> dict:
+    return {"load_ms": round(program["load_ms"], 3), "first_run_ms": round(program["first_run_ms"], 3),
+            **summarize(program["runs_ms"]), "output_shape": program["output_shape"]}
+
+
+def parse_runner_line(stdout: str, what: str) -> dict:
+    """A one-program runner line -> a graph record (edge.device.measure summary, load and first call, peak RSS)."""
+    reply = _runner_reply(stdout, what)
+    return {**_program_record(reply["programs"][0]), "threads": reply["threads"],
+            "peak_rss_mb": round(reply["peak_rss_kb"] / 1024, 1)}
+
+
+def parse_held_line(stdout: str, what: str, names: tuple[str, ...]) -> dict:
+    """A runner line for several programs held at once -> their records by name, and the memory they took."""
+    reply = _runner_reply(stdout, what)
+    return {"graphs": {name: _program_record(program) for name, program in zip(names, reply["programs"], strict=True)},
+            "threads": reply["threads"], "workspace": reply["workspace"],
+            "loaded_rss_mb": round(reply["loaded_rss_kb"] / 1024, 1), "peak_rss_mb": round(reply["peak_rss_kb"] / 1024, 1)}
+
+
+def memory_summary(bundle: Bundle, held: dict, alone: dict[str, dict]) -> dict:
+    """Peak RSS of the programs held together (`held`, from parse_held_line) and one at a time (the largest
+    single-program peak in `alone`), each beside the programs' bytes on disk."""
+    programs_mb = sum(bundle.graph_file(name).stat().st_size for name in held["graphs"]) / 2**20
+    one_at_a_time = max(alone[name]["peak_rss_mb"] for name in held["graphs"])
+    return {"programs_mb": round(programs_mb, 1), "workspace": held["workspace"],
+            "loaded_rss_mb": held["loaded_rss_mb"], "held_peak_rss_mb": held["peak_rss_mb"],
+            "held_vs_programs": round(held["peak_rss_mb"] / programs_mb, 2),
+            "one_at_a_time_peak_rss_mb": one_at_a_time, "one_at_a_time_vs_programs": round(one_at_a_time / programs_mb, 2)}
 
 
 def max_abs_vs_golden(bundle: Bundle, graph: str, output_file: Path) -> float:
@@ -140,27 +181,44 @@ def max_abs_vs_golden(bundle: Bundle, graph: str, output_file: Path) -> float:
     return float(np.abs(output - expected.numpy().ravel()).max())
 
 
+def _run(command: list[str], what: str, timeout_s: float) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as err:
+        raise EdgeError(f"{what}: the native runner took over {timeout_s:.0f} s") from err
+    if done.returncode not in (0, 1):
+        raise EdgeError(f"{what}: the native runner died (exit status {done.returncode}): "
+                        f"{done.stderr.strip().splitlines()[-1:] or ''}")
+    return done.stdout
+
+
 def profile_native(binary: Path, bundle: Bundle, graphs: tuple[str, ...], settings: Settings,
                    timeout_s: float = 600.0) -> dict:
-    """Each graph timed by the runner on its golden inputs; its output checked against the golden output."""
+    """Each graph timed by the runner on its golden inputs, its output checked against the golden output; then,
+    for several graphs, all of them held in one runner (shared XNNPACK workspace) for the memory an app needs."""
     import tempfile
 
     records = {}
     with tempfile.TemporaryDirectory(prefix="edge-runner-") as tmp:
         folder = Path(tmp)
+        programs = {name: RunnerProgram(str(bundle.graph_file(name)),
+                                        [(str(path), shape) for path, shape in write_inputs(bundle, name, folder)],
+                                        str(folder / f"{name}.output.f32"))
+                    for name in graphs}
         for index, name in enumerate(graphs):
             if index:
                 cool_down(settings)
-            inputs = [(str(path), shape) for path, shape in write_inputs(bundle, name, folder)]
-            output = folder / f"{name}.output.f32"
-            command = [str(binary), *runner_arguments(str(bundle.graph_file(name)), inputs, settings, output=str(output))]
-            try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-            except subprocess.TimeoutExpired as err:
-                raise EdgeError(f"{name}: the native runner took over {timeout_s:.0f} s") from err
-            if done.returncode not in (0, 1):
-                raise EdgeError(f"{name}: the native runner died (exit status {done.returncode}): "
-                                f"{done.stderr.strip().splitlines()[-1:] or ''}")
-            records[name] = parse_runner_line(done.stdout, f"{name} ({binary})")
-            records[name]["max_abs_vs_golden"] = max_abs_vs_golden(bundle, name, output)
-    return {"runner": str(binary), "graphs": records}
+            stdout = _run([str(binary), *runner_arguments([programs[name]], settings)], name, timeout_s)
+            records[name] = parse_runner_line(stdout, f"{name} ({binary})")
+            records[name]["max_abs_vs_golden"] = max_abs_vs_golden(bundle, name, Path(programs[name].output))
+        result = {"runner": str(binary), "graphs": records}
+        if len(graphs) > 1:
+            cool_down(settings)
+            once = Settings(1, 1, settings.threads, settings.cooldown_s)
+            stdout = _run([str(binary), *runner_arguments(list(programs.values()), once)], "held", timeout_s)
+            held = parse_held_line(stdout, f"{', '.join(graphs)} held together ({binary})", graphs)
+            for name, record in held["graphs"].items():
+                record["max_abs_vs_golden"] = max_abs_vs_golden(bundle, name, Path(programs[name].output))
+            result["held"] = held
+            result["memory"] = memory_summary(bundle, held, records)
+    return result

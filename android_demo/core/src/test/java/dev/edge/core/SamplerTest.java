@@ -3,9 +3,11 @@ package dev.edge.core;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import java.io.File;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CancellationException;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -68,6 +70,47 @@ class SamplerTest {
             expected.add(i);
         }
         assertEquals(expected, steps.done, "progress after every step");
+    }
+
+    /** Replays Python's calls; notes every open and close in `events`, and fails if two programs are open at once. */
+    private static final class CountingFactory implements GraphRunnerFactory {
+        final List<String> events = new ArrayList<>();
+        int open;
+
+        @Override
+        public GraphRunner open(File program, GraphSpec spec) {
+            assertEquals(bundle.programFile(spec.name), program);
+            assertEquals(0, open, "opening " + spec.name + " while another program is open");
+            open++;
+            events.add("open " + spec.name);
+            ReplayedGraph replayed = new ReplayedGraph(spec, recorded);
+            return new GraphRunner() {
+                @Override
+                public Map<String, float[]> run(Map<String, float[]> inputs) {
+                    return replayed.run(inputs);
+                }
+
+                @Override
+                public void close() {
+                    open--;
+                    events.add("close " + spec.name);
+                }
+            };
+        }
+    }
+
+    @Test
+    void openedBundleHoldsOneProgramAtATime() throws Exception {
+        CountingFactory factory = new CountingFactory();
+        Picture ours;
+        try (InpaintGraphs graphs = InpaintGraphs.open(bundle, factory)) {
+            ours = new Inpainter(bundle, graphs).inpaint(goldens.image(), goldens.binaryMask(),
+                    goldens.floats(goldens.index.getString("noise")), SamplingListener.NONE);
+        }
+        assertEquals(List.of("open encoder", "close encoder", "open unet", "close unet", "open decoder", "close decoder"),
+                factory.events, "each program loaded once per inpaint and released before the next");
+        Picture python = goldens.picture(goldens.index.getString("output"), ours.width, ours.height);
+        assertEquals(0, Pictures.maxLevelDifference(ours, python), "the picture Python's inpaint_image made");
     }
 
     @Test
