@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,19 @@ def table(profiles: list[dict]) -> list[str]:
     return lines
 
 
+def memory_table(profiles: list[dict]) -> list[str]:
+    lines = ["Native runner memory (every program held in one runner, shared XNNPACK workspace, against the largest "
+             "single program alone; peak RSS is VmHWM):", "",
+             "| bundle | programs MB | all loaded MB | held peak MB | held / programs | one at a time MB | one at a time / programs |",
+             "|---|---|---|---|---|---|---|"]
+    for profile in profiles:
+        memory = profile["native"]["memory"]
+        lines.append(f"| {profile['quant']} | {memory['programs_mb']} | {memory['loaded_rss_mb']:.0f} | "
+                     f"{memory['held_peak_rss_mb']:.0f} | {memory['held_vs_programs']}x | "
+                     f"{memory['one_at_a_time_peak_rss_mb']:.0f} | {memory['one_at_a_time_vs_programs']}x |")
+    return lines
+
+
 def op_table(profile: dict, graph: str) -> list[str]:
     ops = profile["ops"][graph]
     lines = [f"Top ops of the {profile['quant']} {graph} (ETDump of {ops['runs']} runs, Python runtime; "
@@ -88,6 +102,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="take a bundle's latest saved profile instead of rerunning")
     args = parser.parse_args()
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     runner = edge("runner", "build")["runner"]
     save_dir = HERE / "results" / "profiles"
     profiles = []
@@ -99,19 +114,20 @@ def main() -> None:
                              "--inpaint-runs", str(args.inpaint_runs), "--threads", str(args.threads),
                              "--native", "--save-dir", str(save_dir)))
     date = datetime.date.today().isoformat()
-    summary = {"date": date, "runner": runner, "settings": vars(args) | {"bundles": [str(b) for b in args.bundles]},
-               "profiles": profiles}
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    summary = {"date": date, "load_average_before": load_before, "load_average_after": load_after, "runner": runner,
+               "settings": vars(args) | {"bundles": [str(b) for b in args.bundles]}, "profiles": profiles}
     (HERE / "results" / "profile.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
 
-    device = profiles[0]["device"]
-    lines = [f"Measured {date} on {device['cpu']} ({device['cores']} cores, shared with other work), "
-             f"{args.threads} threads, {profiles[0]['model']} (random weights) at {profiles[0]['graphs']['encoder']['input_shapes'][0][-1]}px; "
+    device, side = profiles[0]["device"], profiles[0]["graphs"]["encoder"]["input_shapes"][0][-1]
+    lines = [f"Measured {date} on {device['cpu']} ({device['cores']} cores), load average {load_before} before and "
+             f"{load_after} after, {args.threads} threads, {profiles[0]['model']} (random weights) at {side}px; "
              f"golden inputs of each bundle. "
              f"Per graph: {args.warmup} warm-up + {args.runs} timed runs in the Python runtime (executorch.runtime), "
              f"then the same in the native runner (`android_demo/runner`, built against the executorch wheel) in "
              f"the same run; load = program load + method init (XNNPACK packs weights there), first call timed "
              f"apart. Full inpaint: 2 encodes, 19 CFG UNet calls, 1 decode, Python runtime.", "",
-             *table(profiles), ""]
+             *table(profiles), "", *memory_table(profiles), ""]
     int8 = next((p for p in profiles if p["quant"] == "int8"), None)
     if int8 is not None and "ops" in int8:
         lines += op_table(int8, "unet")

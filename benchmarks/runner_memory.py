@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from edge.device.native import (
     memory_summary,
     parse_held_line,
     parse_runner_line,
+    run_runner,
     runner_arguments,
     write_inputs,
 )
@@ -43,10 +43,8 @@ REPO = HERE.parent
 BUNDLES = [REPO / "out" / f"bench-{mode}" for mode in ("fp32", "int8", "int8-dynamic")]
 
 
-def run_runner(binary: Path, programs: list[RunnerProgram], settings: Settings, workspace: str) -> str:
-    done = subprocess.run([str(binary), *runner_arguments(programs, settings, workspace=workspace)],
-                          capture_output=True, text=True, timeout=1200)
-    return done.stdout
+def run_programs(binary: Path, programs: list[RunnerProgram], settings: Settings, workspace: str, what: str) -> str:
+    return run_runner([str(binary), *runner_arguments(programs, settings, workspace=workspace)], what, 1200.0)
 
 
 def measure_bundle(binary: Path, path: Path, settings: Settings) -> dict:
@@ -63,12 +61,12 @@ def measure_bundle(binary: Path, path: Path, settings: Settings) -> dict:
         alone, errors = {}, {}
         for name in GRAPH_NAMES:
             print(f"{path.name}: {name} alone", flush=True)
-            alone[name] = parse_runner_line(run_runner(binary, [programs[name]], settings, "shared"), name)
+            alone[name] = parse_runner_line(run_programs(binary, [programs[name]], settings, "shared", name), name)
             errors[f"{name} alone"] = worst_error([name])
         held = {}
         for workspace in ("shared", "separate"):
             print(f"{path.name}: all held, {workspace} workspace", flush=True)
-            stdout = run_runner(binary, list(programs.values()), settings, workspace)
+            stdout = run_programs(binary, list(programs.values()), settings, workspace, f"held ({workspace})")
             held[workspace] = parse_held_line(stdout, f"held ({workspace})", GRAPH_NAMES)
             errors[f"held {workspace}"] = worst_error(GRAPH_NAMES)
     return {"quant": bundle.manifest.quant, "alone": alone, "held": held,

@@ -104,7 +104,7 @@ def test_a_shared_xnnpack_workspace_takes_less_memory_than_one_per_program(tiny_
     assert peaks["shared"] + 3 < peaks["separate"], peaks
 
 
-def test_runner_options_are_checked(native_runner, tmp_path):
+def test_runner_options_are_checked(native_runner):
     for arguments, message in ((["--input", "x.f32:1"], "--input before any --model"),
                                (["--model", "a.pte", "--input", "x.f32:1", "--workspace", "pooled"], "expected shared or separate"),
                                (["--model", "a.pte", "--input", "x:1", "--model", "b.pte", "--input", "y:1", "--etdump", "e"],

@@ -181,7 +181,8 @@ def max_abs_vs_golden(bundle: Bundle, graph: str, output_file: Path) -> float:
     return float(np.abs(output - expected.numpy().ravel()).max())
 
 
-def _run(command: list[str], what: str, timeout_s: float) -> str:
+def run_runner(command: list[str], what: str, timeout_s: float) -> str:
+    """The runner's stdout (exit status 1 is a reported error: its JSON line says which); a timeout or a crash raises."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as err:
@@ -208,14 +209,14 @@ def profile_native(binary: Path, bundle: Bundle, graphs: tuple[str, ...], settin
         for index, name in enumerate(graphs):
             if index:
                 cool_down(settings)
-            stdout = _run([str(binary), *runner_arguments([programs[name]], settings)], name, timeout_s)
+            stdout = run_runner([str(binary), *runner_arguments([programs[name]], settings)], name, timeout_s)
             records[name] = parse_runner_line(stdout, f"{name} ({binary})")
             records[name]["max_abs_vs_golden"] = max_abs_vs_golden(bundle, name, Path(programs[name].output))
         result = {"runner": str(binary), "graphs": records}
         if len(graphs) > 1:
             cool_down(settings)
             once = Settings(1, 1, settings.threads, settings.cooldown_s)
-            stdout = _run([str(binary), *runner_arguments(list(programs.values()), once)], "held", timeout_s)
+            stdout = run_runner([str(binary), *runner_arguments(list(programs.values()), once)], "held", timeout_s)
             held = parse_held_line(stdout, f"{', '.join(graphs)} held together ({binary})", graphs)
             for name, record in held["graphs"].items():
                 record["max_abs_vs_golden"] = max_abs_vs_golden(bundle, name, Path(programs[name].output))
