@@ -497,7 +497,7 @@ def profile(
     cooldown: Annotated[float, typer.Option(min=0, help="Seconds of rest between graphs.")] = 2.0,
     inpaint_runs: Annotated[int, typer.Option(min=0, help="Full inpaints timed (0: skip).")] = 1,
     ops: Annotated[bool, typer.Option(help="Per-op breakdown (ETDump) where the runtime gives one.")] = True,
-    native: Annotated[bool | None, typer.Option(help="Also time the native runner (local default: when built).")] = None,
+    native: Annotated[bool | None, typer.Option(help="Also time the native runner (local default: when built, for XNNPACK bundles).")] = None,
     save_dir: Annotated[Path | None, typer.Option(help="Folder for the timestamped JSON (default: BUNDLE/profiles).")] = None,
     timeout: Annotated[float, typer.Option(help="adb: seconds one runner call may take.")] = 600.0,
     clean: Annotated[bool, typer.Option(help="adb: remove the bundle's folder from the device afterwards.")] = False,
@@ -530,10 +530,16 @@ def profile(
 
 
 def _profile_local(bundle, settings, inpaint_runs, ops, native, say, as_json):
-    from edge.device.native import built_runner
+    from edge.bundle.bundle import open_bundle
+    from edge.device.native import RUNNER_BACKEND, built_runner
     from edge.device.profile import LocalRequest, profile_local
     from edge.progress import progress_steps
 
+    backend = open_bundle(bundle).manifest.backend
+    if backend != RUNNER_BACKEND:
+        if native:
+            raise EdgeError(f"{bundle}: --native runs ExecuTorch {RUNNER_BACKEND} bundles; this one is {backend}")
+        native = False
     runner = built_runner()
     if native and runner is None:
         raise EdgeError("--native: the native runner is not built (run edge runner build)")

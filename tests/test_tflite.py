@@ -235,3 +235,21 @@ def test_sensitivity_recipe_compiles_and_raises_the_unet_sqnr(tflite_sensitivity
     assert all(f"{module} (kept float)" in mixed["recipe"]["float_ops"] for module in float_modules)
     assert mixed["golden_sqnr_db"] > plain["golden_sqnr_db"] + 1
     assert (out / "unet.tflite").stat().st_size > (tflite_bundles["int8"] / "unet.tflite").stat().st_size
+
+
+def test_profile_times_a_litert_bundle_in_python_and_leaves_the_native_runner_to_executorch(tflite_bundles, monkeypatch,
+                                                                                            tmp_path):
+    """The native runner runs ExecuTorch XNNPACK programs only: with one built, a LiteRT bundle is still profiled
+    (Python runtime alone), and asking for the runner on it is one error."""
+    import edge.device.native
+
+    monkeypatch.setattr(edge.device.native, "built_runner", lambda abi="host": tmp_path / "edge_runner")
+    profile = ["profile", str(tflite_bundles["fp32"]), "--runs", "1", "--warmup", "1", "--cooldown", "0",
+               "--inpaint-runs", "0", "--save-dir", str(tmp_path / "profiles")]
+    result = runner.invoke(app, [*profile, "--json"])
+    assert result.exit_code == 0, result.output
+    profiled = json.loads(result.stdout)
+    assert list(profiled["graphs"]) == ["encoder", "unet", "decoder"] and "native" not in profiled
+    refused = runner.invoke(app, [*profile, "--native"])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == f"error: {tflite_bundles['fp32']}: --native runs ExecuTorch xnnpack bundles; this one is tflite"

@@ -23,7 +23,17 @@ from pathlib import Path
 from edge.bundle.bundle import Bundle, open_bundle
 from edge.compile.graphs import GRAPH_NAMES
 from edge.device.measure import Settings, cool_down, unstable
-from edge.device.native import BINARY, RunnerProgram, built_runner, memory_summary, parse_held_line, parse_runner_line, runner_arguments, write_inputs
+from edge.device.native import (
+    BINARY,
+    RUNNER_BACKEND,
+    RunnerProgram,
+    built_runner,
+    memory_summary,
+    parse_held_line,
+    parse_runner_line,
+    runner_arguments,
+    write_inputs,
+)
 from edge.errors import EdgeError
 from edge.models.weights import file_sha256
 
@@ -227,8 +237,9 @@ def profile_remote(request: RemoteRequest, say: Callable[[str], None] = lambda l
     """Profile a bundle's graphs on a device with the native runner. On a failure mid-way, `on_partial`
     gets what was measured so far (complete: false) and the error names where it went."""
     bundle = open_bundle(request.bundle)
-    if bundle.manifest.backend != "xnnpack":
-        raise EdgeError(f"{request.bundle}: adb profiling runs ExecuTorch bundles; this one is {bundle.manifest.backend}")
+    if bundle.manifest.backend != RUNNER_BACKEND:
+        raise EdgeError(f"{request.bundle}: adb profiling runs ExecuTorch {RUNNER_BACKEND} bundles; "
+                        f"this one is {bundle.manifest.backend}")
     settings = request.settings
     device = Device(pick_device(request.serial))
     info = describe(device)

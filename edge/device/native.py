@@ -30,6 +30,7 @@ ANDROID_ABIS = ("arm64-v8a",)
 NDK_VARIABLES = ("ANDROID_NDK_HOME", "ANDROID_NDK_ROOT", "ANDROID_NDK")
 ANDROID_EXECUTORCH_VARIABLE = "EXECUTORCH_ANDROID_PREFIX"  # an ExecuTorch install built for the ABI
 ANDROID_PLATFORM = "android-26"
+RUNNER_BACKEND = "xnnpack"  # the runner links ExecuTorch's XNNPACK delegate and portable ops, nothing else
 
 
 def build_folder(abi: str = HOST) -> Path:
