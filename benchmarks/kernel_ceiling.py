@@ -16,13 +16,12 @@ import argparse
 import datetime
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from baseline import cpu_name
 from readme_section import write_section
+from timing import measure
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -42,8 +41,8 @@ def one_op(op: str, channels: int, side: int) -> tuple[nn.Module, torch.Tensor, 
     return module.eval(), example, 2 * tokens * channels * channels
 
 
-def xnnpack_call(module: nn.Module, example: torch.Tensor, int8: bool):
-    """A function that runs the module's one-op XNNPACK program on the example."""
+def xnnpack_method(module: nn.Module, example: torch.Tensor, int8: bool):
+    """The module as a one-op XNNPACK program: (its bytes, its loaded method, which reads those bytes in place)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -60,31 +59,19 @@ def xnnpack_call(module: nn.Module, example: torch.Tensor, int8: bool):
         observed(example)
         program = torch.export.export(convert_pt2e(observed), (example,))
     buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
-    method = Runtime.get().load_program(buffer).load_method("forward")  # reads the buffer in place: keep it alive
-    return lambda: method.execute([example]) and buffer
-
-
-def median_seconds(call, runs: int) -> float:
-    with torch.no_grad():
-        for _ in range(2):
-            call()
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return buffer, Runtime.get().load_program(buffer).load_method("forward")
 
 
 def measure_op(op: str, channels: int, side: int, runs: int) -> dict:
     torch.manual_seed(0)
     module, example, ops = one_op(op, channels, side)
-    seconds = {"eager fp32": median_seconds(lambda: module(example), runs)}
+    seconds = {"eager fp32": measure(lambda: module(example), runs, warmup=2, digits=6)["median_s"]}
     for mode in ("fp32", "int8"):
-        seconds[f"xnnpack {mode}"] = median_seconds(xnnpack_call(module, example, int8=mode == "int8"), runs)
+        buffer, method = xnnpack_method(module, example, int8=mode == "int8")  # buffer held while the method runs
+        seconds[f"xnnpack {mode}"] = measure(lambda: method.execute([example]), runs, warmup=2, digits=6)["median_s"]
     eager = seconds["eager fp32"]
     return {"op": op, "channels": channels, "side": side, "gop": round(ops / 1e9, 2),
-            "runners": {name: {"s": round(s, 5), "gop_per_s": round(ops / s / 1e9), "vs_eager": round(eager / s, 2)}
+            "runners": {name: {"s": s, "gop_per_s": round(ops / s / 1e9), "vs_eager": round(eager / s, 2)}
                         for name, s in seconds.items()}}
 
 

@@ -12,7 +12,8 @@ import time
 import torch
 
 
-def measure(fn, runs: int, warmup: int = 1) -> dict:
+def measure(fn, runs: int, warmup: int = 1, digits: int = 3) -> dict:
+    """Median, min and max seconds of `runs` calls after `warmup` untimed ones, rounded to `digits`."""
     with torch.no_grad():
         for _ in range(warmup):
             fn()
@@ -21,8 +22,8 @@ def measure(fn, runs: int, warmup: int = 1) -> dict:
             started = time.perf_counter()
             fn()
             seconds.append(time.perf_counter() - started)
-    return {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
-            "max_s": round(max(seconds), 3), "runs": runs}
+    return {"median_s": round(statistics.median(seconds), digits), "min_s": round(min(seconds), digits),
+            "max_s": round(max(seconds), digits), "runs": runs}
 
 
 def run(command: list[str], allowed=(0,)) -> tuple[dict, float, float]:
