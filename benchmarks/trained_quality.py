@@ -10,6 +10,8 @@ benchmarks/README.md, and prints the proposed gates (RULE below) for pasting int
 
     .venv/bin/python benchmarks/trained_quality.py [--weights trained random] [--targets xnnpack ...] [--jobs 2] [--reuse]
         [--quants int4 ...] [--merge]   (--merge: measured rows replace theirs in the last results, the rest kept)
+    .venv/bin/python benchmarks/trained_quality.py --rederive   (the gates again from the saved rows: a new mode's
+        gates are derived for the metrics its [gates.MODE] table in targets/*.toml names)
 """
 
 from __future__ import annotations
@@ -152,7 +154,11 @@ def main() -> None:
     parser.add_argument("--quants", nargs="+", help="only these quant modes (of each target that has them)")
     parser.add_argument("--merge", action="store_true",
                         help="merge the measured rows into the last results (a new mode, a rerun) instead of starting over")
+    parser.add_argument("--rederive", action="store_true", help="only derive the gates again from the saved rows")
     args = parser.parse_args()
+    if args.rederive:
+        rederive()
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     result = {"schema": 1, "benchmark": "trained_quality", "date": datetime.date.today().isoformat(),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -186,10 +192,13 @@ def merged(previous: dict, new: dict) -> dict:
 
 
 def rederive() -> None:
-    """Recompute proposed_gates from the saved measurements (after a change of RULE), without measuring again."""
+    """Recompute proposed_gates from the saved measurements (after a change of RULE, or a new mode's gate table in
+    targets/*.toml), without measuring again."""
     result = json.loads(RESULTS.read_text())
     result["rule"], result["proposed_gates"] = RULE, proposed_gates(result["rows"])
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    write_section("TRAINED", "Trained model quality, every target and mode (`trained_quality.py`)", table(result))
+    print(json.dumps(result["proposed_gates"], indent=1))
 
 
 if __name__ == "__main__":

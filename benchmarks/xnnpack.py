@@ -9,6 +9,7 @@ UNet's top ops (ETDump), so that the run says where its time goes.
 Writes benchmarks/results/xnnpack.json and the XNNPACK table in benchmarks/README.md.
 
     .venv/bin/python benchmarks/xnnpack.py [--runs 3] [--modes fp32 int8 int8-dynamic] [--reuse]
+    .venv/bin/python benchmarks/xnnpack.py --modes int8 int4 --profile int4 --label int4   # a table of its own
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def compile_mode(mode: str, out: Path, reuse: bool) -> dict:
-    if reuse and (out / "manifest.json").is_file():
-        return json.loads((HERE / "results" / "xnnpack.json").read_text())["compile"][mode]
+def compile_mode(mode: str, out: Path, reused: Path | None) -> dict:
+    """edge compile in its own process; with `reused` (an earlier run's results) an existing bundle is kept."""
+    if reused and (out / "manifest.json").is_file():
+        return json.loads(reused.read_text())["compile"][mode]
     command = [str(REPO / ".venv" / "bin" / "edge"), "compile", "--target", "xnnpack", "--quant", mode,
                "--model", "moebius-0.22b", "-o", str(out), "--force", "--json"]
     started = time.perf_counter()
@@ -60,17 +62,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["fp32", "int8", "int8-dynamic"])
     parser.add_argument("--reuse", action="store_true", help="reuse bundles already in out/bench-*")
+    parser.add_argument("--profile", default="int8", help="the mode whose UNet gets the op profile")
+    parser.add_argument("--label", default="", help="write results/xnnpack-LABEL.json and a README table of its own")
     args = parser.parse_args()
     for noisy in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     load_before = [round(x, 2) for x in os.getloadavg()]
+    results_file = HERE / "results" / (f"xnnpack-{args.label}.json" if args.label else "xnnpack.json")
     (REPO / "out").mkdir(exist_ok=True)
     bundles = {mode: REPO / "out" / f"bench-{mode}" for mode in args.modes}
     compiled = {}
     for mode, path in bundles.items():
         print(f"compiling {mode} ...", file=sys.stderr, flush=True)
-        compiled[mode] = compile_mode(mode, path, args.reuse)
+        compiled[mode] = compile_mode(mode, path, results_file if args.reuse else None)
 
     from edge.backends import get_backend
     from edge.bundle.bundle import open_bundle
@@ -115,21 +120,21 @@ def main() -> None:
     for row in rows.values():
         row["unet_speedup"] = round(eager["unet_s"] / row["unet_s"], 2)
     ops = {}
-    if "int8" in bundles:
-        print("op profile of the int8 unet ...", file=sys.stderr, flush=True)
-        ops["unet"] = get_backend("xnnpack").op_profile(bundles["int8"] / "unet.pte", cases["unet"][0], args.runs)
+    if args.profile in bundles:
+        print(f"op profile of the {args.profile} unet ...", file=sys.stderr, flush=True)
+        ops["unet"] = get_backend("xnnpack").op_profile(bundles[args.profile] / "unet.pte", cases["unet"][0], args.runs)
     result = {"schema": 1, "benchmark": "xnnpack", "model": preset.name, "weights": "random seed 0",
               "date": datetime.date.today().isoformat(), "machine": cpu_name(), "threads": torch.get_num_threads(),
               "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
-              "torch": torch.__version__, "compile": compiled, "runtime": rows, "int8_ops": ops,
+              "torch": torch.__version__, "compile": compiled, "runtime": rows, "profiled": args.profile, "ops": ops,
               "unet_pte_mb": {m: round(bundles[m].joinpath("unet.pte").stat().st_size / 1e6, 1) for m in bundles}}
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "xnnpack.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_table(result)
+    results_file.write_text(json.dumps(result, indent=1) + "\n")
+    write_table(result, args.label)
     print(json.dumps(result, indent=1))
 
 
-def write_table(result: dict) -> None:
+def write_table(result: dict, label: str) -> None:
     lines = [f"Measured {result['date']} on {result['machine']}, {result['threads']} threads, load average "
              f"{result['load_average_before']} before and {result['load_average_after']} after, torch {result['torch']}, "
              f"{result['model']} ({result['weights']}), 512x512; all rows in one run on the same held-out inputs. "
@@ -137,8 +142,8 @@ def write_table(result: dict) -> None:
              "masked PSNR: the full inpaint's output inside the mask against the fp32 pipeline, same start noise.", "",
              "| runner | UNet b2 s | speed-up | UNet SQNR dB | encoder s | enc SQNR | decoder s | dec SQNR | inpaint s | masked PSNR dB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for label, row in result["runtime"].items():
-        lines.append(f"| {label} | {row['unet_s']} | {row['unet_speedup']}x | {row['unet_sqnr_db']} | {row['encoder_s']} | "
+    for runner, row in result["runtime"].items():
+        lines.append(f"| {runner} | {row['unet_s']} | {row['unet_speedup']}x | {row['unet_sqnr_db']} | {row['encoder_s']} | "
                      f"{row['encoder_sqnr_db']} | {row['decoder_s']} | {row['decoder_sqnr_db']} | {row['inpaint_s']} | "
                      f"{row['masked_psnr_db']} |")
     lines += ["", "| mode | compile s (3 graphs, one process) | peak RSS GB | UNet .pte MB | UNet lowering s | partitions (enc/unet/dec) |",
@@ -148,9 +153,12 @@ def write_table(result: dict) -> None:
         partitions = "/".join(str(graphs[n]["partitions"]) for n in ("encoder", "unet", "decoder"))
         lines.append(f"| {mode} | {entry['seconds']} | {entry['peak_rss_gb']} | {result['unet_pte_mb'][mode]} | "
                      f"{graphs['unet']['seconds']} | {partitions} |")
-    if result["int8_ops"]:
-        lines += ["", *op_table({"quant": "int8", "ops": result["int8_ops"]}, "unet")]
-    write_section("XNNPACK", "XNNPACK bundles (`xnnpack.py`)", lines)
+    if result["ops"]:
+        lines += ["", *op_table({"quant": result["profiled"], "ops": result["ops"]}, "unet")]
+    if label:
+        write_section(f"XNNPACK-{label.upper()}", f"XNNPACK {label} (`xnnpack.py --label {label}`)", lines)
+    else:
+        write_section("XNNPACK", "XNNPACK bundles (`xnnpack.py`)", lines)
 
 
 if __name__ == "__main__":

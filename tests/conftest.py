@@ -102,11 +102,11 @@ FILE_GROUPS = {"tests/test_adb.py": "xnnpack", "tests/test_android_core.py": "xn
                "tests/test_profile.py": "xnnpack", "tests/test_vulkan.py": "vulkan", "tests/test_coreml.py": "coreml",
                "tests/test_tflite.py": "tflite", "tests/test_web.py": "web", "tests/test_web_demo.py": "web"}
 CONTRACT_CASES = "tests/test_contract.py::test_bundle_keeps_the_contract["
-# contract cases whose bundle no test file of the target uses run as groups of their own, and so does the
-# XNNPACK int8-dynamic case: the xnnpack group's chain of compiles is the longest, the other worker compiles that
-# bundle meanwhile
-OWN_GROUP_CASES = ("xnnpack-int8-dynamic", "vulkan-fp32", "coreml-fp32")
-GROUP_ORDER = ("xnnpack", "xnnpack-int8-dynamic", "web", "vulkan", "vulkan-fp32", "coreml", "coreml-fp32", "tflite")
+# contract cases whose bundle no test file of the target uses run as groups of their own, and so do the
+# XNNPACK int8-dynamic and int4 cases: the xnnpack group's chain of compiles is the longest, the other worker
+# compiles those bundles meanwhile
+OWN_GROUP_CASES = ("xnnpack-int8-dynamic", "xnnpack-int4", "vulkan-fp32", "coreml-fp32")
+GROUP_ORDER = ("xnnpack", "xnnpack-int8-dynamic", "xnnpack-int4", "web", "vulkan", "vulkan-fp32", "coreml", "coreml-fp32", "tflite")
 
 
 def group_of(nodeid: str) -> str:

@@ -102,7 +102,7 @@ HOSTILE = [
     ("latent_size_inconsistent", lambda b: rewrite_manifest(b, lambda m: m.__setitem__("latent_size", 15)),
      "verify", "manifest 'image_size' must be 8 x latent_size"),
     ("quant_unknown_to_the_target", lambda b: rewrite_manifest(b, lambda m: m.__setitem__("quant", "int2")), "verify",
-     "the manifest says quant 'int2', target xnnpack has fp32, int8, int8-dynamic"),
+     "the manifest says quant 'int2', target xnnpack has fp32, int8, int8-dynamic, int4"),
     ("schema_unknown", lambda b: rewrite_manifest(b, lambda m: m.__setitem__("schema", 99)), "verify", "schema 99, this edge reads schema 1"),
     ("program_truncated_and_rehashed", lambda b: _truncate(b, "unet.pte"), "verify",
      "unet.pte: xnnpack cannot load this program ([program.cpp:114] File size is too small."),

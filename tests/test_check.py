@@ -39,7 +39,9 @@ def test_quantized_bundles_pass_their_gates_and_are_measured_in_the_expected_ord
     metrics = {mode: run.payload["metrics"] for mode, run in tiny_checks.items()}
     assert metrics["int8"]["masked_psnr_db"] < metrics["int8-dynamic"]["masked_psnr_db"]
     assert metrics["fp32"]["unet_sqnr_db"] > metrics["int8-dynamic"]["unet_sqnr_db"] > metrics["int8"]["unet_sqnr_db"] > 5
-    for mode in ("int8", "int8-dynamic"):
+    assert metrics["int8"]["unet_sqnr_db"] > metrics["int4"]["unet_sqnr_db"] > 5  # 4-bit linears cost the UNet
+    assert abs(metrics["int4"]["encoder_sqnr_db"] - metrics["int8"]["encoder_sqnr_db"]) < 1  # the same int8 VAE
+    for mode in ("int8", "int8-dynamic", "int4"):
         run = tiny_checks[mode]  # the gates of targets/xnnpack.toml were derived from these trained weights
         assert run.exit_code == 0, [g for g in run.payload["gates"] if g["status"] == "fail"]
         assert metrics[mode]["masked_psnr_db"] < metrics[mode]["psnr_db"]  # the error lives in the hole

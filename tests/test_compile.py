@@ -57,6 +57,16 @@ def test_quantized_unet_is_smaller(tiny_bundles):
     sizes = {mode: (tiny_bundles[mode] / "unet.pte").stat().st_size for mode in quant_modes("xnnpack")}
     assert sizes["int8"] < 0.5 * sizes["fp32"]
     assert sizes["int8-dynamic"] < sizes["fp32"]
+    # 4-bit weights in the linears and 1x1 convs (most of the tiny UNet's weights; 83% at full size)
+    assert sizes["int4"] < 0.8 * sizes["int8"]
+
+
+def test_int4_bundle_keeps_the_vae_in_int8(tiny_bundles):
+    # same layout as the int8 bundle's VAE (4-bit would shrink it); the bytes may differ in a scale's last bits
+    for name in ("encoder", "decoder"):
+        graphs = {mode: manifest_json(tiny_bundles[mode])["graphs"][name] for mode in ("int8", "int4")}
+        assert graphs["int4"]["recipe"]["float_ops"] == graphs["int8"]["recipe"]["float_ops"]
+        assert graphs["int4"]["report"]["bytes"] == graphs["int8"]["report"]["bytes"], name
 
 
 def test_verify_passes_and_catches_corruption(tiny_bundles, tmp_path):
@@ -103,7 +113,7 @@ def test_targets_lists_xnnpack():
     result = runner.invoke(app, ["targets", "--json"])
     assert result.exit_code == 0
     xnnpack = {t["name"]: t for t in json.loads(result.stdout)["targets"]}["xnnpack"]
-    assert xnnpack["quant_modes"] == ["fp32", "int8", "int8-dynamic"] and xnnpack["runs_here"]
+    assert xnnpack["quant_modes"] == ["fp32", "int8", "int8-dynamic", "int4"] and xnnpack["runs_here"]
     assert load_target("xnnpack").default_quant == "int8"
 
 

@@ -37,7 +37,7 @@ def calib_folder(tmp_path, case):
 
 @pytest.mark.parametrize("case, expected", [
     ("unknown_target", "unknown target 'phone': choose one of"),
-    ("unknown_quant", "target xnnpack has no quant mode 'fp16': choose one of fp32, int8, int8-dynamic"),
+    ("unknown_quant", "target xnnpack has no quant mode 'fp16': choose one of fp32, int8, int8-dynamic, int4"),
     ("calib_missing", "calib-nowhere: no such calibration folder"),
     ("calib_empty", "calib: no images"),
     ("calib_unreadable", "broken.png: not a readable image"),
@@ -102,8 +102,8 @@ def test_write_failure_becomes_one_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("body, expected", [
     ('default_quant = "fp32"\n[graphs]\nunet_batch = 1\n', "unet_batch 1 is not supported"),
-    ('default_quant = "int4"\n', "unknown quant mode"),
-    ('default_quant = "fp32"\n[gates.int4]\nunet_sqnr_db = 1\n', "unknown quant mode"),
+    ('default_quant = "int2"\n', "unknown quant mode"),
+    ('default_quant = "fp32"\n[gates.int2]\nunet_sqnr_db = 1\n', "unknown quant mode"),
     ('default_quant = "fp32"\n[[', "not a valid target profile"),
 ])
 def test_bad_target_profile_is_one_error(tmp_path, monkeypatch, body, expected):

@@ -92,3 +92,18 @@ def test_subpixel_upsampling_is_the_same_sums(graphs):
     assert (output - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()
     unet = REWRITES["decoder-upsample-as-subpixel-deconv"](graphs["unet"].module)
     assert sum(type(m).__name__ == "Upsample" for m in unet.modules()) == 2  # the UNet's are left alone
+
+
+@pytest.mark.parametrize("name", ["unet", "decoder"])
+def test_pointwise_convs_as_linears_are_the_same_sums(graphs, name):
+    # the int4 mode's rewrite: every 1x1 conv becomes a linear over (B, H*W, C) tokens, none is left, same output
+    spec = graphs[name]
+    inputs = spec.example_inputs(seed=1)
+    pointwise = sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in spec.module.modules())
+    rewritten = REWRITES["pointwise-conv-as-linear"](spec.module)
+    assert pointwise > 0 and not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)
+                                     for m in rewritten.modules())
+    assert sum(type(m).__name__ == "PointwiseConvAsLinear" for m in rewritten.modules()) == pointwise
+    with torch.no_grad():
+        reference, output = spec.module(*inputs), rewritten(*inputs)
+    assert (output - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()

@@ -15,12 +15,20 @@ Quant modes:
   int8-dynamic  int8 weights and activations quantized at run time, for the linear layers (XNNPACK's
                 dynamic quantization has no depthwise conv, and its conv path breaks the channels-last
                 pass); convolutions stay fp32.
+  int4          the UNet as in int8, but every linear and every 1x1 conv (rewritten as a linear over the
+                channel axis: 83% of its weights) gets 4-bit weights, one scale per output channel, and
+                activations quantized to int8 at run time (XNNPACK's QD8 x QC4W fully connected; its 4-bit
+                weights serve fully connected layers only). Per channel, not group-wise: the group-wise
+                path (torchao's Int8DynamicActivationIntxWeightConfig, PerGroup) lowers too, but ran 2.5-3.4x
+                slower than per channel on a 320-channel block on this x86 CPU (2026-12-05). The encoder and
+                decoder are int8: 4-bit would save a few MB of them and cost them 6-14 dB of SQNR.
 The timestep MLP (time_embedding) stays fp32 in every mode: its error would shift every block. A
 mixed-precision recipe (`edge compile --recipe`) names more modules to keep fp32.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,12 +37,15 @@ import torch
 from edge.backends.common import count_call_nodes, delegation_report, executorch_export, executorch_versions, strided
 from edge.backends.contract import Calibration, LoweredGraph, Program
 from edge.compile.graphs import PreparedGraph
+from edge.compile.rewrites import pointwise_convs_as_linears
 
 QUANT_MODES = {
     "fp32": "everything float",
     "int8": "static int8: int8 weights per channel and calibrated int8 activations of every conv and linear; "
             "the λ relative-position tables stored int8",
     "int8-dynamic": "int8 weights per channel and run-time-quantized activations of every linear; convs float",
+    "int4": "int8, but the UNet's linears and 1x1 convs with 4-bit weights per channel and run-time-quantized "
+            "int8 activations",
 }
 MAX_CALIBRATION_SAMPLES = 20  # evenly strided over the recordings, so every timestep stays represented
 ALWAYS_FLOAT_MODULES = ("denoiser.time_embedding",)  # never quantized
@@ -47,12 +58,16 @@ def _quantizer(quant: str, float_modules: tuple[str, ...]):
     )
     from torchao.quantization.pt2e.quantizer import ComposableQuantizer
 
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=quant == "int8-dynamic")
-    quantizer = XNNPACKQuantizer()
+    static = get_symmetric_quantization_config(is_per_channel=True)
+    dynamic = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    four_bit = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7)
     # conv_transpose2d: the decoder's dense upsamplers (the quantizer skips the UNet's depthwise ones)
-    ops = (torch.ops.aten.linear.default,) if quant == "int8-dynamic" else (
-        torch.ops.aten.conv2d.default, torch.ops.aten.conv_transpose2d.input, torch.ops.aten.linear.default)
-    for op in ops:
+    convs = {torch.ops.aten.conv2d.default: static, torch.ops.aten.conv_transpose2d.input: static}
+    configs = {"int8": {**convs, torch.ops.aten.linear.default: static},
+               "int8-dynamic": {torch.ops.aten.linear.default: dynamic},
+               "int4": {**convs, torch.ops.aten.linear.default: four_bit}}[quant]
+    quantizer = XNNPACKQuantizer()
+    for op, config in configs.items():
         quantizer.set_operator_type(op, config)
     keep_float = (*ALWAYS_FLOAT_MODULES, *float_modules)
     quantizer.set_filter_function(lambda node: not _inside_any(node, keep_float))
@@ -107,6 +122,18 @@ def _float_ops(quant: str) -> list[str]:
     return always
 
 
+def _graph_mode(graph: PreparedGraph, quant: str) -> str:
+    """The mode one graph is quantized in: int4 is the UNet's; the VAE graphs of an int4 bundle are int8."""
+    return "int8" if quant == "int4" and graph.name != "unet" else quant
+
+
+def _exported(graph: PreparedGraph, quant: str) -> torch.export.ExportedProgram:
+    """The graph as its mode lowers it: int4 first turns the 1x1 convs into linears (exact)."""
+    if quant == "int4":
+        graph = dataclasses.replace(graph, module=pointwise_convs_as_linears(graph.module))
+    return executorch_export(graph)
+
+
 def _split_repeated_cat_inputs(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """cat([x, x]) (the first up block joins the last down output with itself) -> cat([x, x * 1]).
 
@@ -153,7 +180,8 @@ class XnnpackBackend:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        program = executorch_export(graph)
+        quant = _graph_mode(graph, quant)
+        program = _exported(graph, quant)
         calibration = strided(calibration, MAX_CALIBRATION_SAMPLES)
         if quant != "fp32":
             program = torch.export.export(_quantized(program, quant, calibration, tuple(float_modules)),
@@ -169,7 +197,8 @@ class XnnpackBackend:
     def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):
         """float_modules -> the graph quantized as `lower` would, keeping those modules float, run in torch
         (reference quantize/dequantize kernels: XNNPACK's own differ by rounding). Exports once."""
-        program, calibration = executorch_export(graph), strided(calibration, MAX_CALIBRATION_SAMPLES)
+        quant = _graph_mode(graph, quant)
+        program, calibration = _exported(graph, quant), strided(calibration, MAX_CALIBRATION_SAMPLES)
         return lambda float_modules: _quantized(program, quant, calibration, tuple(float_modules))
 
     def load(self, path: Path) -> Program:

@@ -93,6 +93,30 @@ class SubpixelUpsampleConv(nn.Module):
         return F.conv_transpose2d(x, self.weight, self.bias, stride=2, padding=1)  # (B, C_out, 2H, 2W)
 
 
+class PointwiseConvAsLinear(nn.Module):
+    """A 1x1 conv (stride 1, no padding, one group) as a linear over the channel axis of (B, H*W, C) tokens.
+    For quantizers whose low-bit weights serve fully connected layers only."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+        self.linear.weight = nn.Parameter(conv.weight.detach().flatten(1).clone())  # (C_out, C_in, 1, 1) -> (C_out, C_in)
+        if conv.bias is not None:
+            self.linear.bias = nn.Parameter(conv.bias.detach().clone())
+
+    @staticmethod
+    def fits(module: nn.Module) -> bool:
+        return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride == (1, 1)
+                and module.padding in ((0, 0), "valid") and module.dilation == (1, 1) and module.groups == 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # through a view, not a 4-D permute: XNNPACK's layout pass would tag a permute of a conv's output as
+        # channels-last, and its linear would then find a layout copy between it and its run-time quantization
+        batch, _, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+        return self.linear(tokens).transpose(1, 2).reshape(batch, -1, height, width)  # -> (B, C_out, H, W)
+
+
 class BatchOneConv(nn.Module):
     """A conv (or conv module) whose every convolution sees batch 1, for delegates without batched
     convolutions (Vulkan). A single-channel conv (the Local-λ kernel over (B*V, 1, H, W)) becomes one
@@ -202,6 +226,10 @@ def decoder_upsample_as_subpixel_deconv(module: nn.Module) -> nn.Module:
     return _swap(module, replace)
 
 
+def pointwise_convs_as_linears(module: nn.Module) -> nn.Module:
+    return _swap(module, lambda child: PointwiseConvAsLinear(child) if PointwiseConvAsLinear.fits(child) else None)
+
+
 def batch_one_convolutions(module: nn.Module) -> nn.Module:
     """Every Conv2d, and every TransposedConvUpsample as a whole, wrapped in BatchOneConv."""
     def replace(child):
@@ -234,5 +262,6 @@ REWRITES: dict[str, Callable[[nn.Module], nn.Module]] = {
     "upsample-as-transposed-conv": upsample_as_transposed_conv,
     "decoder-upsample-as-subpixel-deconv": decoder_upsample_as_subpixel_deconv,
     "plain-attention": plain_attention,
+    "pointwise-conv-as-linear": pointwise_convs_as_linears,
     "batch-one-convolutions": batch_one_convolutions,
 }
