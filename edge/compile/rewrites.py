@@ -2,8 +2,8 @@
 
 A runtime that lacks a kernel for some op falls back to a slow portable one and splits the graph
 into delegate partitions around it. These swaps express such ops with primitives every delegate has
-(4-D means over the two innermost axes, elementwise ops, convolutions). Each takes a module and
-returns a rewritten copy; the original is untouched.
+(4-D means over the two innermost axes, elementwise ops, convolutions), or in the form a quantizer
+needs (1x1 convs as linears). Each takes a module and returns a rewritten copy; the original is untouched.
 """
 
 from __future__ import annotations
