@@ -174,10 +174,7 @@ def main() -> None:
         result = merged(json.loads(RESULTS.read_text()), result)
     if not args.no_sensitivity:
         result["sensitivity"] = result.get("sensitivity", {}) | {w: sensitivity(w) for w in args.weights}
-    result["proposed_gates"] = proposed_gates(result["rows"])
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    write_section("TRAINED", "Trained model quality, every target and mode (`trained_quality.py`)", table(result))
-    print(json.dumps(result["proposed_gates"], indent=1))
+    save_with_gates(result)
 
 
 def merged(previous: dict, new: dict) -> dict:
@@ -195,7 +192,13 @@ def rederive() -> None:
     """Recompute proposed_gates from the saved measurements (after a change of RULE, or a new mode's gate table in
     targets/*.toml), without measuring again."""
     result = json.loads(RESULTS.read_text())
-    result["rule"], result["proposed_gates"] = RULE, proposed_gates(result["rows"])
+    result["rule"] = RULE
+    save_with_gates(result)
+
+
+def save_with_gates(result: dict) -> None:
+    """The gates derived from the rows, then the results file, the TRAINED table and the gates printed."""
+    result["proposed_gates"] = proposed_gates(result["rows"])
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     write_section("TRAINED", "Trained model quality, every target and mode (`trained_quality.py`)", table(result))
     print(json.dumps(result["proposed_gates"], indent=1))
