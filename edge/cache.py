@@ -1,4 +1,5 @@
-"""Where edge keeps what it can rebuild: calibration recordings, LiteRT and Core ML conversions, the native runner.
+"""Where edge keeps what it can rebuild: calibration recordings, XNNPACK lowerings, LiteRT and Core ML conversions,
+the native runner.
 
 The cache never stops a command: an entry that does not read back whole is recomputed, and a cache folder that
 cannot be written is skipped, each with one warning (logger `edge`).

@@ -4,6 +4,8 @@ Stages (each takes one object and returns the next, as in ExecuTorch's own API):
   PreparedGraph --export--> ExportedProgram --constant_prop--> ExportedProgram
   --quantize (PT2E, calibrated)--> ExportedProgram --to_edge_transform_and_lower--> EdgeProgramManager
   --to_executorch--> bytes
+The bytes and the lowering report are cached in $EDGE_CACHE/xnnpack, keyed by everything the lowering reads
+(_lowering_key): an int4 bundle's encoder and decoder are its int8 bundle's, lowered once.
 
 Quant modes:
   fp32          everything float.
@@ -29,13 +31,25 @@ mixed-precision recipe (`edge compile --recipe`) names more modules to keep fp32
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from edge.backends.common import count_call_nodes, delegation_report, executorch_export, executorch_versions, strided
-from edge.backends.contract import Calibration, LoweredGraph, Program
+from edge.backends import common
+from edge.backends.common import (
+    count_call_nodes,
+    delegation_report,
+    executorch_export,
+    executorch_versions,
+    graph_digest,
+    strided,
+)
+from edge.backends.contract import Calibration, LoweredGraph, Program, Sample
+from edge.cache import cache_dir, read_cached_bytes, write_cached_bytes
+from edge.compile import rewrites
 from edge.compile.graphs import PreparedGraph
 from edge.compile.rewrites import pointwise_convs_as_linears
 
@@ -170,6 +184,41 @@ def _quantized(program: torch.export.ExportedProgram, quant: str, calibration: C
     return convert_pt2e(observed)
 
 
+def _lowered(graph: PreparedGraph, quant: str, calibration: list[Sample],
+             float_modules: tuple[str, ...]) -> tuple[bytes, dict]:
+    """(the .pte bytes, the lowering report) of one graph in its graph mode."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = _exported(graph, quant)
+    if quant != "fp32":
+        program = torch.export.export(_quantized(program, quant, calibration, float_modules),
+                                      graph.example_inputs, strict=False)
+    program = _split_repeated_cat_inputs(program)
+    exported_nodes = count_call_nodes(program)
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    report = delegation_report(edge)
+    report.update({"exported_nodes": exported_nodes, "calibration_samples": len(calibration)})
+    return edge.to_executorch().buffer, report
+
+
+# the code that decides a lowering besides the libraries: the quantizer tables here, the export, the rewrites
+LOWERING_CODE = (Path(__file__), Path(common.__file__), Path(rewrites.__file__))
+
+
+def _lowering_key(graph: PreparedGraph, quant: str, calibration: list[Sample], float_modules: tuple[str, ...]) -> str:
+    """What a lowering reads: the graph (structure, weights, shapes, torch/executorch/torchao versions), its graph
+    mode, the calibration samples it observes, the modules kept float, and edge's lowering code."""
+    digest = hashlib.sha256(graph_digest(graph, "executorch", "torchao").encode())
+    digest.update(json.dumps([quant, sorted(float_modules)]).encode())
+    for source in LOWERING_CODE:
+        digest.update(source.read_bytes())
+    for sample in calibration:
+        for tensor in sample:
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
 class XnnpackBackend:
     name = "xnnpack"
     quant_modes = QUANT_MODES
@@ -177,22 +226,18 @@ class XnnpackBackend:
 
     def lower(self, graph: PreparedGraph, quant: str, calibration: Calibration, float_modules: tuple[str, ...] = (),
               options: Mapping[str, str] | None = None) -> LoweredGraph:
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-
-        quant = _graph_mode(graph, quant)
-        program = _exported(graph, quant)
-        calibration = strided(calibration, MAX_CALIBRATION_SAMPLES)
-        if quant != "fp32":
-            program = torch.export.export(_quantized(program, quant, calibration, tuple(float_modules)),
-                                          graph.example_inputs, strict=False)
-        program = _split_repeated_cat_inputs(program)
-        exported_nodes = count_call_nodes(program)
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        report = delegation_report(edge)
-        payload = edge.to_executorch().buffer
-        report.update({"exported_nodes": exported_nodes, "calibration_samples": len(calibration) if quant != "fp32" else 0})
-        return LoweredGraph(graph.name, payload, _float_ops(quant), report)
+        """The graph lowered in its graph mode, from $EDGE_CACHE/xnnpack when that lowering was done before
+        (report["from_cache"] says which)."""
+        quant, float_modules = _graph_mode(graph, quant), tuple(float_modules)
+        calibration = strided(calibration, MAX_CALIBRATION_SAMPLES) if quant != "fp32" else []
+        entry = cache_dir() / "xnnpack" / f"{graph.name}-{quant}-{_lowering_key(graph, quant, calibration, float_modules)}"
+        payload, report = read_cached_bytes(entry.with_suffix(".pte")), read_cached_bytes(entry.with_suffix(".json"))
+        if payload is not None and report is not None:
+            return LoweredGraph(graph.name, payload, _float_ops(quant), {**json.loads(report), "from_cache": True})
+        payload, report = _lowered(graph, quant, calibration, float_modules)
+        write_cached_bytes(entry.with_suffix(".pte"), payload)
+        write_cached_bytes(entry.with_suffix(".json"), json.dumps(report).encode())
+        return LoweredGraph(graph.name, payload, _float_ops(quant), {**report, "from_cache": False})
 
     def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):
         """float_modules -> the graph quantized as `lower` would, keeping those modules float, run in torch

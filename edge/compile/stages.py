@@ -133,7 +133,8 @@ def lower(job: CompileJob, prepared: Prepared, staging: BundleWriter, say: Say, 
         path = staging.write(f"{name}{job.target.artifact}", result.payload)
         result.report["bytes"] = artifact_bytes(path)
         partitions = f", {result.report['partitions']} partition(s)" if "partitions" in result.report else ""
-        say(f"  {name}: {result.report['bytes'] / 1e6:.1f} MB{partitions}, {result.report['seconds']} s")
+        reused = " (a lowering done before, from the cache)" if result.report.get("from_cache") else ""
+        say(f"  {name}: {result.report['bytes'] / 1e6:.1f} MB{partitions}, {result.report['seconds']} s{reused}")
         lowered[name] = LoweredArtifact(graph, result, path, float_modules)
         on_graph(index + 1, len(GRAPH_NAMES))
     return lowered
