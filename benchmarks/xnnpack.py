@@ -2,11 +2,11 @@
 
 Phase 1 compiles one bundle per quant mode, each in its own `edge compile` process, recording wall
 time and peak RSS; each lowers every graph afresh (a cache of its own, sharing only the calibration
-recordings: edge's cached lowerings would answer a rerun at once). Phase 2 loads everything in this process and measures, on the same held-out
-recorded inputs: the UNet at batch 2 (median of --runs after a warm-up), the VAE encoder and
-decoder, the full 19-step inpaint, SQNR of every graph against torch fp32, and the end-to-end PSNR
-inside the mask of each bundle against the fp32 pipeline with the same start noise; then the int8
-UNet's top ops (ETDump), so that the run says where its time goes.
+recordings: edge's cached lowerings would answer a rerun at once). Phase 2 loads everything in this
+process and measures, on the same held-out recorded inputs: the UNet at batch 2 (median of --runs
+after a warm-up), the VAE encoder and decoder, the full 19-step inpaint, SQNR of every graph against
+torch fp32, and the end-to-end PSNR inside the mask of each bundle against the fp32 pipeline with the
+same start noise; then the int8 UNet's top ops (ETDump), so that the run says where its time goes.
 Writes benchmarks/results/xnnpack.json and the XNNPACK table in benchmarks/README.md.
 
     .venv/bin/python benchmarks/xnnpack.py [--runs 3] [--modes fp32 int8 int8-dynamic] [--reuse]

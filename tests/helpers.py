@@ -46,6 +46,16 @@ def rewrite_manifest(bundle: Path, edit: Callable[[dict], None]) -> None:
     (Path(bundle) / "manifest.sha256").write_text(f"{hashlib.sha256(payload).hexdigest()}  manifest.json\n")
 
 
+def mlp_graph():
+    """A two-layer MLP as a PreparedGraph (4x16 in, 4x8 out): a graph every backend lowers in seconds."""
+    import torch
+
+    from edge.compile.graphs import PreparedGraph, TensorSpec
+
+    mlp = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
+    return PreparedGraph("mlp", mlp, (torch.randn(4, 16),), (TensorSpec("x", (4, 16)),), (TensorSpec("y", (4, 8)),))
+
+
 def inpaint_against_torch(bundle, unet, vae, pipeline_case):
     """The bundle's inpaint of the pipeline case's inputs (its own sampling plan) and the torch pipeline's with
     the same weights, inputs and start noise."""

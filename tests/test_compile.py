@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from edge.bundle.bundle import open_bundle
 from edge.cli import app
-from edge.compile.graphs import PreparedGraph, TensorSpec
 from edge.targets import load_target
-from tests.helpers import REPO, inpaint_against_torch, manifest_json, quant_modes, rewrite_manifest
+from tests.helpers import REPO, inpaint_against_torch, manifest_json, mlp_graph, quant_modes, rewrite_manifest
 
 runner = CliRunner()
 
@@ -71,18 +70,13 @@ def test_int4_bundle_keeps_the_vae_in_int8(tiny_bundles):
         assert graphs["int4"]["report"]["bytes"] == graphs["int8"]["report"]["bytes"], name
 
 
-def _mlp_graph() -> PreparedGraph:
-    mlp = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
-    return PreparedGraph("mlp", mlp, (torch.randn(4, 16),), (TensorSpec("x", (4, 16)),), (TensorSpec("y", (4, 8)),))
-
-
 def test_a_lowering_is_cached_by_what_it_reads(tmp_path, monkeypatch):
     """A repeated lowering comes from $EDGE_CACHE/xnnpack byte for byte; other calibration samples lower again
     (a damaged entry is edge.cache's to catch: tests/test_cache.py)."""
     from edge.backends.xnnpack import BACKEND
 
     monkeypatch.setenv("EDGE_CACHE", str(tmp_path))
-    graph, samples = _mlp_graph(), [(torch.randn(4, 16) * scale,) for scale in (1, 2, 3)]
+    graph, samples = mlp_graph(), [(torch.randn(4, 16) * scale,) for scale in (1, 2, 3)]
     first = BACKEND.lower(graph, "int8", samples)
     again = BACKEND.lower(graph, "int8", samples)
     assert (first.report.pop("from_cache"), again.report.pop("from_cache")) == (False, True)

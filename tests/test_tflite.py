@@ -18,7 +18,7 @@ from edge.compile.graphs import TensorSpec, build_graphs
 from edge.compile.recipe import read_recipe
 from edge.compile.stages import PreparedGraph
 from edge.models import get_preset
-from tests.helpers import manifest_json, quant_modes, run_check_cli
+from tests.helpers import manifest_json, mlp_graph, quant_modes, run_check_cli
 
 runner = CliRunner()
 MODES = quant_modes("tflite")
@@ -151,15 +151,10 @@ def test_npu_on_a_target_without_npus(tmp_path):
     assert result.exit_code == 2 and "target xnnpack has no NPU compilation" in result.stderr
 
 
-def _linear_graph() -> PreparedGraph:
-    linear = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
-    return PreparedGraph("mlp", linear, (torch.randn(4, 16),), (TensorSpec("x", (4, 16)),), (TensorSpec("y", (4, 8)),))
-
-
 def test_activation_ranges_span_every_calibration_sample():
     """Static int8 ranges are min/max over all samples (every timestep), not upstream's moving average, which
     would leave the one wide sample (recorded first or last) mostly clipped."""
-    graph = _linear_graph()
+    graph = mlp_graph()
     samples = [(torch.randn(4, 16) * scale,) for scale in (1.0, 1.0, 1.0, 1.0, 20.0)]
     ranges = tflite.activation_ranges(tflite.convert_fp32(graph), samples)
     widest = torch.cat([s[0] for s in samples])

@@ -231,12 +231,13 @@ class XnnpackBackend:
         quant, float_modules = _graph_mode(graph, quant), tuple(float_modules)
         calibration = strided(calibration, MAX_CALIBRATION_SAMPLES) if quant != "fp32" else []
         entry = cache_dir() / "xnnpack" / f"{graph.name}-{quant}-{_lowering_key(graph, quant, calibration, float_modules)}"
-        payload, report = read_cached_bytes(entry.with_suffix(".pte")), read_cached_bytes(entry.with_suffix(".json"))
+        program_file, report_file = entry.with_suffix(".pte"), entry.with_suffix(".json")
+        payload, report = read_cached_bytes(program_file), read_cached_bytes(report_file)
         if payload is not None and report is not None:
             return LoweredGraph(graph.name, payload, _float_ops(quant), {**json.loads(report), "from_cache": True})
         payload, report = _lowered(graph, quant, calibration, float_modules)
-        write_cached_bytes(entry.with_suffix(".pte"), payload)
-        write_cached_bytes(entry.with_suffix(".json"), json.dumps(report).encode())
+        write_cached_bytes(program_file, payload)
+        write_cached_bytes(report_file, json.dumps(report).encode())
         return LoweredGraph(graph.name, payload, _float_ops(quant), {**report, "from_cache": False})
 
     def simulator(self, graph: PreparedGraph, quant: str, calibration: Calibration):
