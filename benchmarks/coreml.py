@@ -20,10 +20,12 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
+from baseline import cpu_name
 from readme_section import write_section
 from timing import run
 
@@ -82,10 +84,12 @@ def main() -> None:
     results_path = HERE / "results" / "coreml.json"
     result = json.loads(results_path.read_text()) if args.reuse and results_path.is_file() else {}
     result.update({"schema": 1, "benchmark": "coreml", "model": "moebius-0.22b", "weights": "random seed 0",
-                   "date": datetime.date.today().isoformat(), "machine": "2-core x86_64 Linux, 24 GB, no GPU"})
+                   "date": datetime.date.today().isoformat(), "machine": f"{cpu_name()} ({os.cpu_count()} cores)",
+                   "load_average_before": [round(x, 2) for x in os.getloadavg()]})
     compiled, quality = result.setdefault("compile", {}), result.setdefault("end_to_end", {})
 
     def save() -> None:
+        result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         results_path.parent.mkdir(exist_ok=True)
         results_path.write_text(json.dumps(result, indent=1) + "\n")
         write_tables(result)
@@ -113,10 +117,11 @@ def _mb(graph: dict) -> str:
 
 
 def write_tables(result: dict) -> None:
-    lines = [f"Measured {result['date']} on {result['machine']}; {result['model']} ({result['weights']}), 512x512, "
-             "iOS 17 target. Conversion: one `edge compile` process per mode (calibration recordings cached); per-graph "
-             "seconds from the compile report (the machine was shared with other jobs: load average 4-8 on 2 cores, "
-             "so times are upper bounds). SQNR: each graph on its held-out golden input (the UNet at the middle step) vs "
+    lines = [f"Measured {result['date']} on {result['machine']}, load average {result['load_average_before']} before "
+             f"and {result['load_average_after']} after; {result['model']} ({result['weights']}), 512x512, iOS 17 "
+             "target. Conversion: one `edge compile` process per mode, in the order of the table (calibration recordings "
+             "cached; later modes reuse the fp16 conversion from the cache, as a user's compiles would); per-graph "
+             "seconds from the compile report. SQNR: each graph on its held-out golden input (the UNet at the middle step) vs "
              "torch fp32, run in edge's MIL interpreter (fp16 rounding emulated per op); end to end: the full 19-step "
              "inpaint of the held-out pair through the interpreter vs the fp32 torch pipeline, same start noise.", "",
              "| mode | compile s | peak RSS GB | enc / UNet / dec convert s | enc / UNet / dec MB | enc / UNet / dec SQNR dB "

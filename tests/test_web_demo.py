@@ -17,7 +17,7 @@ from edge.models.unet import timestep_features
 from edge.models.weights import file_sha256
 from edge.pipeline.loop import inpaint_tensors, model_inputs, paste_back, paste_weight, start_noise, to_image
 from edge.pipeline.pictures import open_picture, prepare_pair
-from edge.pipeline.schedule import DDIMSchedule, ddim_schedule
+from edge.pipeline.schedule import ddim_schedule
 from edge.serve import ONNXRUNTIME_WEB, DemoServer
 from tests.helpers import REPO, manifest_json, rewrite_manifest
 
@@ -89,12 +89,14 @@ MEASURED = {("fp32", "wasm"): 1.3e-5, ("fp32", "webgpu"): 2.4e-6, ("fp16", "wasm
             ("int4", "wasm"): 1.3e-5}
 # the software WebGPU adapter takes about 10 s a step here: its run samples a 4-step schedule (every graph, the step
 # graph and the GPU-resident latents all the same), the WASM runs the bundle's own 19 steps
-WEBGPU_SCHEDULE = ddim_schedule(steps=4, strength=1.0)  # t = 750, 500, 250, 0
+WEBGPU_STEPS = 4  # t = 750, 500, 250, 0
 
 
-def with_schedule(bundle: Path, folder: Path, schedule: DDIMSchedule) -> Path:
-    """A copy of `bundle` that fixes another DDIM schedule, its time-feature table rewritten to match: what a
-    bundle compiled with that schedule would hold."""
+def with_steps(bundle: Path, folder: Path, steps: int) -> Path:
+    """A copy of `bundle` that fixes a DDIM schedule of `steps` steps, none dropped (strength 1), its time-feature
+    table rewritten to match: what a bundle compiled with that schedule would hold."""
+    strength = 1.0
+    schedule = ddim_schedule(steps, strength)
     copy = folder / bundle.name
     shutil.copytree(bundle, copy)
     features_entry = manifest_json(copy)["sampling"]["time_features"]
@@ -103,7 +105,7 @@ def with_schedule(bundle: Path, folder: Path, schedule: DDIMSchedule) -> Path:
     table.write_bytes(features.numpy().astype("<f4").tobytes())
 
     def edit(manifest: dict) -> None:
-        manifest["sampling"].update(scheduler=schedule.to_json(), steps=schedule.steps, strength=1.0)
+        manifest["sampling"].update(scheduler=schedule.to_json(), steps=schedule.steps, strength=strength)
         manifest["sampling"]["time_features"]["shape"] = list(features.shape)
         manifest["files"][features_entry["file"]] = file_sha256(table)
 
@@ -119,7 +121,7 @@ def test_page_inpaints_the_held_out_pair_as_the_python_pipeline_does(browser, co
     onnxruntime's x86 ones, 0.12 apart, inside int8's 0.75 from fp32 torch)."""
     bundle = compiled("web", mode)
     if provider == "webgpu":
-        bundle = with_schedule(bundle, tmp_path, WEBGPU_SCHEDULE)
+        bundle = with_steps(bundle, tmp_path, WEBGPU_STEPS)
     source = bundle_source(bundle, None, None)
     reference = inpaint_tensors(source.graphs, source.plan, held_out["image"], held_out["mask"], held_out["noise"])
     inputs = {key: tensor.flatten().tolist() for key, tensor in held_out.items()}
